@@ -1,0 +1,176 @@
+"""Speed of sound recovery, side by side with its floors, in one run.
+
+For each frame size (1 scale x 2 orientations, the configuration of the speed
+goals) it measures, in frames per second:
+
+* ``fft_floor``: one ``rfft2`` of the frame plus one inverse FFT per band at the
+  band's cropped size (``scipy.fft``, all cores): no implementation of the
+  method can avoid this work;
+* ``npy``: ``visualmic.recover`` end to end from a memory-mapped ``.npy``;
+* ``decode``: PyAV alone decoding the same frames from a lossless FFV1 file;
+* ``ffv1``: ``visualmic.recover`` end to end from that FFV1 file;
+* ``pyrtools_2014``: a plain implementation of the 2014 method on
+  ``pyrtools.SteerablePyramidFreq`` (measured on fewer frames: it is slow);
+
+and the ratios that the goals are stated in. The machine is shared and noisy:
+only the ratios within one run mean much.
+
+Usage::
+
+    python benchmarks/speed.py            # writes benchmarks/results/speed.json
+    python benchmarks/speed.py --quick    # smaller, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import scipy.fft
+
+import visualmic
+import visualmic.engine
+from visualmic.outputs import write_video
+from visualmic.pyramid import SteerablePyramid
+from visualmic.synth import procedural_texture, translated_frames
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def best_of(fn, repeats: int) -> float:
+    """Shortest wall time of ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def make_frames(size: int, count: int) -> np.ndarray:
+    motion = 0.05 * np.sin(2 * np.pi * 440 * np.arange(count) / 2200)
+    texture = procedural_texture((size, size), seed=1)
+    rng = np.random.default_rng(0)
+    frames = np.concatenate(list(translated_frames(texture, motion)))
+    return np.clip(np.rint(frames + rng.standard_normal(frames.shape)), 0, 255).astype(np.uint8)
+
+
+def fft_floor(frames: np.ndarray, chunk: int) -> None:
+    pyr = SteerablePyramid(frames.shape[1:], scales=1, orientations=2)
+    workers = os.cpu_count()
+    for first in range(0, frames.shape[0], chunk):
+        spec = scipy.fft.rfft2(frames[first : first + chunk].astype(np.float32), workers=workers)
+        for band in pyr.bands_info:
+            # Same size of inverse FFT as the product; the gather itself is not counted.
+            scipy.fft.ifft2(spec[:, : band.shape[0], : band.shape[1]].astype(np.complex64), workers=workers)
+
+
+def decode_only(path: Path) -> int:
+    count = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            frame.to_ndarray()
+            count += 1
+    return count
+
+
+def pyrtools_2014(frames: np.ndarray) -> np.ndarray:
+    """The 2014 method, plainly: a pyrtools pyramid per frame, A²-weighted phase per band."""
+    import pyrtools as pt
+
+    ref = pt.pyramids.SteerablePyramidFreq(frames[0].astype(float), height=1, order=1, is_complex=True)
+    out = np.zeros((frames.shape[0], 2))
+    for t, frame in enumerate(frames):
+        pyr = pt.pyramids.SteerablePyramidFreq(frame.astype(float), height=1, order=1, is_complex=True)
+        for b in range(2):
+            coeffs = pyr.pyr_coeffs[(0, b)]
+            amp = np.abs(coeffs)
+            dphi = np.angle(coeffs * np.conj(ref.pyr_coeffs[(0, b)]))
+            out[t, b] = np.sum(amp**2 * dphi) / np.sum(amp)
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and counts (smoke test)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "speed.json")
+    args = parser.parse_args()
+    sizes = [(128, 1200), (256, 300)] if args.quick else [(128, 4000), (512, 600), (704, 400)]
+    repeats = 1 if args.quick else 2
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size, count in sizes:
+            frames = make_frames(size, count)
+            npy = Path(tmp) / f"f{size}.npy"
+            np.save(npy, frames)
+            mkv = Path(tmp) / f"f{size}.mkv"
+            write_video(mkv, [frames], fps=2200, codec="ffv1")
+            chunk = visualmic.engine.default_chunk_frames((size, size))
+            options = dict(fps=2200, scales=1, orientations=2)
+            floor_s = best_of(lambda: fft_floor(frames, chunk), repeats)
+            npy_s = best_of(lambda: visualmic.recover(npy, **options), repeats)
+            decode_s = best_of(lambda: decode_only(mkv), repeats)
+            ffv1_s = best_of(lambda: visualmic.recover(mkv, **options), repeats)
+            ref_count = max(10, min(count, int(200 * (128 / size) ** 2)))
+            ref_s = best_of(lambda: pyrtools_2014(frames[:ref_count]), 1) * count / ref_count
+            row = {
+                "size": size,
+                "frames": count,
+                "fps": {
+                    "fft_floor": count / floor_s,
+                    "npy": count / npy_s,
+                    "decode": count / decode_s,
+                    "ffv1": count / ffv1_s,
+                    "pyrtools_2014": count / ref_s,
+                },
+                "ratios": {
+                    "npy_over_floor_time": npy_s / floor_s,
+                    "ffv1_over_decode_time": ffv1_s / decode_s,
+                    "speedup_over_pyrtools_2014": ref_s / npy_s,
+                },
+            }
+            rows.append(row)
+            f, r = row["fps"], row["ratios"]
+            print(
+                f"{size:4d}²  floor {f['fft_floor']:8.0f}  npy {f['npy']:8.0f}  decode {f['decode']:8.0f}  "
+                f"ffv1 {f['ffv1']:8.0f}  2014/pyrtools {f['pyrtools_2014']:7.1f} fr/s | "
+                f"npy/floor {r['npy_over_floor_time']:.2f}x  ffv1/decode {r['ffv1_over_decode_time']:.2f}x  "
+                f"vs 2014 {r['speedup_over_pyrtools_2014']:.0f}x faster",
+                flush=True,
+            )
+    result = {
+        "benchmark": "speed",
+        "visualmic_version": visualmic.__version__,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "av": av.__version__,
+        },
+        "config": "1 scale x 2 orientations, 8-bit frames, 2200 fps",
+        "peak_rss_mb": peak_rss_mb(),
+        "rows": rows,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""The public functions: recover sound from frames.
+
+This is where the stages meet: a source streams frames, the pyramid and the
+motion stage reduce every chunk to a few numbers per band and frame, the
+combination stage makes one signal of the bands, and the audio stage turns it
+into sound. Nothing here computes; everything here decides what to compute.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .audio import default_highpass_hz, highpass, normalize_peak, resample, spectral_subtraction
+from .combine import Combination, combine_bands, davis2014_combine, project_band_motion
+from .config import MIN_FRAMES, RecoverOptions
+from .engine import default_chunk_frames, stream_frames
+from .errors import InputError
+from .frames import check_roi, prepared_shape
+from .motion import (
+    band_noise_covariance,
+    davis2014_band_signals,
+    phase_gradient_sums,
+    prepare_references,
+    reference_bands,
+)
+from .pyramid import SteerablePyramid, choose_scales
+from .sources import FrameSource, Meta, open_source
+
+__all__ = ["recover", "Recovery", "resolve_fps"]
+
+MAX_AUTO_SCALES = 5
+
+
+@dataclass
+class Recovery:
+    """What :func:`recover` found.
+
+    Attributes
+    ----------
+    audio : ndarray
+        float32 sound at ``rate_hz``, peak-normalised to 0.99.
+    rate_hz : int
+        Sampling rate of ``audio``.
+    native_audio : ndarray
+        float32 sound at the capture rate (one sample per frame), peak 0.99.
+    fps : float
+        Capture rate used, and ``fps_origin`` where it came from.
+    displacement_px : ndarray
+        Combined displacement along ``direction_deg`` in pixels, high-passed.
+    band_signals_px : ndarray
+        ``(bands, frames)`` per-band signals (pixels for ``"phase"``; the 2014
+        recipe's phase units for ``"davis2014"``).
+    band_weights, band_lags, band_noise_px : ndarray
+        How the bands were combined (see :class:`visualmic.combine.Combination`).
+    bands : list of dict
+        Level, orientation and cropped size of every band.
+    noise_floor_px : float
+        Estimated noise of ``displacement_px`` per frame (pixels, white over
+        0 to fps/2), measured from the bands' disagreement; NaN for ``"davis2014"``.
+    """
+
+    audio: np.ndarray
+    rate_hz: int
+    native_audio: np.ndarray
+    fps: float
+    fps_origin: str
+    displacement_px: np.ndarray
+    band_signals_px: np.ndarray
+    band_weights: np.ndarray
+    band_lags: np.ndarray
+    band_noise_px: np.ndarray
+    bands: list[dict]
+    direction_deg: float | None
+    noise_floor_px: float
+    frames: int
+    frame_shape: tuple[int, int]
+    meta: Meta
+    options: RecoverOptions
+    highpass_hz: float
+    wall_s: float
+    warnings: list[str] = field(default_factory=list)
+    kept_tones_hz: list[float] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        """Duration of the recording in seconds."""
+        return self.frames / self.fps
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-ready description of the run."""
+        return {
+            "visualmic_version": __version__,
+            "input": self.meta.path,
+            "format": self.meta.format,
+            "codec": self.meta.codec,
+            "lossy": self.meta.lossy,
+            "frames": self.frames,
+            "frame_size": {"width": self.meta.width, "height": self.meta.height},
+            "processed_size": {"width": self.frame_shape[1], "height": self.frame_shape[0]},
+            "fps": self.fps,
+            "fps_origin": self.fps_origin,
+            "duration_s": self.duration_s,
+            "rate_hz": self.rate_hz,
+            "method": self.options.method,
+            "highpass_hz": self.highpass_hz,
+            "scales": 1 + max(band["level"] for band in self.bands),
+            "orientations": self.options.orientations,
+            "direction_deg": self.direction_deg,
+            "noise_floor_px": None if not np.isfinite(self.noise_floor_px) else self.noise_floor_px,
+            "wall_s": self.wall_s,
+            "frames_per_s": self.frames / self.wall_s if self.wall_s > 0 else None,
+            "bands": [
+                dict(band, weight=float(w), lag_frames=int(lag), noise_px=None if not np.isfinite(n) else float(n))
+                for band, w, lag, n in zip(self.bands, self.band_weights, self.band_lags, self.band_noise_px)
+            ],
+            "kept_tones_hz": self.kept_tones_hz,
+            "warnings": self.warnings,
+            "options": self.options.to_dict(),
+        }
+
+
+def resolve_fps(meta: Meta, fps: float | None) -> tuple[float, str, list[str]]:
+    """Decide the capture rate: the user's, else the file's (with warnings), else fail.
+
+    Returns
+    -------
+    fps : float
+    origin : str
+        ``"user"`` or the file's origin (``"container"``, ``"header"``).
+    notes : list of str
+        What the user should know about that choice.
+
+    Examples
+    --------
+    >>> m = Meta(path="x.avi", format="avi", width=8, height=8, bit_depth=8,
+    ...          frame_count=10, frame_count_exact=False, fps=30.0, fps_origin="container")
+    >>> resolve_fps(m, None)[:2]
+    (30.0, 'container')
+    """
+    if fps is not None:
+        return float(fps), "user", []
+    if meta.fps is None:
+        raise InputError(f"{meta.path}: the input stores no frame rate; pass the camera's capture rate with --fps")
+    notes = [
+        f"capture rate {meta.fps:g} fps taken from the {meta.fps_origin}; pass --fps if the camera recorded at another rate"
+    ]
+    return meta.fps, meta.fps_origin, notes
+
+
+def _pyramid_for(shape: tuple[int, int], opts: RecoverOptions, first_frame: np.ndarray) -> SteerablePyramid:
+    max_scales = int(np.floor(np.log2(min(shape)))) - 2
+    if max_scales < 1:
+        raise InputError(f"the processed frames are {shape[1]}x{shape[0]} pixels: at least 8x8 are needed")
+    scales = choose_scales(first_frame, max_scales=MAX_AUTO_SCALES) if opts.scales is None else opts.scales
+    if scales > max_scales:
+        raise InputError(f"{scales} scales need larger frames than {shape[1]}x{shape[0]} (at most {max_scales} here)")
+    return SteerablePyramid(
+        shape,
+        scales=scales,
+        orientations=opts.orientations,
+        highpass="merge" if opts.method == "phase" else "drop",
+        workers=opts.workers,
+    )
+
+
+def recover(
+    source: str | Path | np.ndarray | FrameSource,
+    *,
+    options: RecoverOptions | None = None,
+    progress: bool = False,
+    **overrides: object,
+) -> Recovery:
+    """Recover sound from a video of a vibrating surface.
+
+    Parameters
+    ----------
+    source : str, Path, ndarray or FrameSource
+        A video file, ``.npy`` array, TIFF stack, folder of PNG/TIFF frames, or
+        an array ``(frames, rows, cols[, channels])``.
+    options : RecoverOptions, optional
+        All options at once; keyword arguments override its fields.
+    progress : bool
+        Progress bar on stderr (only when it is a terminal).
+    **overrides
+        Any field of :class:`visualmic.config.RecoverOptions` (``fps``, ``roi``,
+        ``scales``, ``method``, ``denoise``, ``rate``...).
+
+    Returns
+    -------
+    Recovery
+
+    Raises
+    ------
+    InputError
+        Bad input: missing or unreadable file, no frame rate, region outside
+        the frame, too few frames...
+
+    Examples
+    --------
+    >>> from visualmic.synth import procedural_texture, translated_frames
+    >>> t = np.arange(2200) / 2200
+    >>> motion = 0.05 * np.sin(2 * np.pi * 440 * t)
+    >>> frames = np.concatenate(list(translated_frames(procedural_texture((64, 64)), motion)))
+    >>> rec = recover(frames, fps=2200)
+    >>> rec.rate_hz, rec.audio.dtype, round(rec.direction_deg)
+    (48000, dtype('float32'), 0)
+    """
+    opts = replace(options or RecoverOptions(), **overrides)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    src = open_source(source)
+    try:
+        return _recover(src, opts, progress=progress, started=started)
+    finally:
+        src.close()
+
+
+def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started: float) -> Recovery:
+    meta = src.meta
+    notes = list(meta.notes)
+    fps, fps_origin, fps_notes = resolve_fps(meta, opts.fps)
+    if fps_origin == "user":  # the container's rate is irrelevant then
+        notes = [n for n in notes if "fps" not in n]
+    notes = fps_notes + notes
+    if meta.frame_count_exact and meta.frame_count is not None and meta.frame_count < MIN_FRAMES:
+        raise InputError(f"{meta.path}: {meta.frame_count} frames; at least {MIN_FRAMES} are needed")
+    roi = check_roi(opts.roi, width=meta.width, height=meta.height)
+    shape = prepared_shape(roi, opts.downsample)
+    chunk = opts.chunk_frames or default_chunk_frames(shape)
+    highpass_hz = default_highpass_hz(fps) if opts.highpass_hz is None else float(opts.highpass_hz)
+    if highpass_hz >= fps / 2:
+        raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
+
+    def frames(start: int = 0, stop: int | None = None, label: str = "frames"):
+        return stream_frames(
+            src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, start=start, stop=stop,
+            progress=progress, description=label,
+        )
+
+    # Reference: the mean of the first frames (the 2014 recipe: frame 0 alone).
+    n_ref = 1 if opts.method == "davis2014" else opts.reference_frames
+    first_frames = [block for _, block in frames(0, n_ref, "reference")]
+    if not first_frames:
+        raise InputError(f"{meta.path}: no frame could be decoded")
+    first_frames = np.concatenate(first_frames)
+    pyramid = _pyramid_for(shape, opts, first_frames[0])
+    references = reference_bands(pyramid.bands(first_frames))
+    prepared = prepare_references(pyramid, references, border_px=opts.border_px) if opts.method == "phase" else None
+
+    per_chunk: list[np.ndarray] = []
+    count = 0
+    for _, block in frames(label="recovering"):
+        bands = pyramid.bands(block)
+        if prepared is not None:
+            per_chunk.append(phase_gradient_sums(bands, prepared))
+        else:
+            per_chunk.append(davis2014_band_signals(bands, references))
+        count += block.shape[0]
+    if count < MIN_FRAMES:
+        raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
+    if not meta.frame_count_exact and meta.frame_count is not None and meta.frame_count != count:
+        notes.append(f"the header claims {meta.frame_count} frames; {count} decoded, and those were used")
+    measured = np.concatenate(per_chunk)
+
+    direction: float | None
+    if prepared is not None:
+        fisher = np.stack([r.fisher for r in prepared])
+        motion = project_band_motion(measured, fisher, fps=fps, highpass_hz=highpass_hz)
+        noise_model = band_noise_covariance(pyramid, prepared, motion.unit_vector)
+        combo = combine_bands(
+            motion.signals_px, noise_covariance=noise_model, fps=fps, highpass_hz=highpass_hz, max_lag=opts.max_lag
+        )
+        band_signals, direction = motion.signals_px, motion.direction_deg
+        displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz)
+    else:
+        band_signals, direction = measured.T, None
+        combo = davis2014_combine(band_signals)
+        displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz, zero_phase=False)
+
+    return _finish(
+        displacement, band_signals, combo, direction, pyramid, src, opts, fps, fps_origin, highpass_hz,
+        shape, count, notes, started,
+    )
+
+
+def _finish(
+    displacement: np.ndarray,
+    band_signals: np.ndarray,
+    combo: Combination,
+    direction: float | None,
+    pyramid: SteerablePyramid,
+    src: FrameSource,
+    opts: RecoverOptions,
+    fps: float,
+    fps_origin: str,
+    highpass_hz: float,
+    shape: tuple[int, int],
+    count: int,
+    notes: list[str],
+    started: float,
+) -> Recovery:
+    """Audio post-processing and packaging of the result."""
+    sound = displacement
+    kept: list[float] = []
+    if opts.denoise == "spectral":
+        sound, kept = spectral_subtraction(sound, fps=fps)
+        if kept:
+            notes.append(
+                "spectral subtraction kept steady tones at " + ", ".join(f"{f:.0f} Hz" for f in kept)
+                + " (it would have erased them)"
+            )
+    if opts.rate == "native":
+        rate_hz = int(round(fps))
+        if abs(rate_hz - fps) > 1e-6 * fps:
+            notes.append(
+                f"WAV files store whole-number rates: the native {fps:g} Hz is written as {rate_hz} Hz "
+                f"({abs(rate_hz - fps) / fps:.4%} pitch error); the default standard rate converts exactly"
+            )
+        audio = normalize_peak(sound)
+    else:
+        rate_hz = int(opts.rate)
+        audio = normalize_peak(resample(sound, rate_in_hz=fps, rate_out_hz=rate_hz))
+    return Recovery(
+        audio=audio,
+        rate_hz=rate_hz,
+        native_audio=normalize_peak(sound),
+        fps=fps,
+        fps_origin=fps_origin,
+        displacement_px=np.asarray(displacement, dtype=np.float64),
+        band_signals_px=band_signals,
+        band_weights=combo.weights,
+        band_lags=combo.lags,
+        band_noise_px=combo.noise_px,
+        bands=[{"level": b.level, "orientation": b.orientation, "shape": list(b.shape)} for b in pyramid.bands_info],
+        direction_deg=direction,
+        noise_floor_px=combo.noise_floor_px,
+        frames=count,
+        frame_shape=shape,
+        meta=src.meta,
+        options=opts,
+        highpass_hz=highpass_hz,
+        wall_s=time.perf_counter() - started,
+        warnings=notes,
+        kept_tones_hz=kept,
+    )

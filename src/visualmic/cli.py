@@ -1,0 +1,234 @@
+"""The ``visualmic`` command: a thin shell over :mod:`visualmic.api` and :mod:`visualmic.synth`.
+
+Bad input is reported as one line on stderr with exit status 2; Ctrl-C exits
+with status 130 and leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import numpy as np
+import soundfile
+
+from . import __version__
+from .api import recover
+from .config import DENOISERS, METHODS, STANDARD_RATE_HZ, RecoverOptions
+from .errors import InputError
+from .outputs import VIDEO_CODECS, write_json, write_video, write_wav
+from .sources.base import parse_roi
+from .synth import Camera, melody, rigid_scene
+
+__all__ = ["main"]
+
+
+def _friendly(command: Callable) -> Callable:
+    """Turn input errors into one line and exit 2; Ctrl-C into exit 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            click.echo(f"visualmic: error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("visualmic: interrupted; no output was written", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _parse_rate(text: str) -> int | str:
+    if text.lower() == "native":
+        return "native"
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"output rate {text!r} must be 'native' or a whole number of Hz") from None
+
+
+def _parse_downsample(value: float) -> int:
+    """Accept a factor (2 = half size) or a scale below 1 (0.5 = half size)."""
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"downsample factor must be positive, got {value:g}")
+    factor = 1.0 / value if value < 1 else value
+    if abs(factor - round(factor)) > 1e-6:
+        raise InputError(f"downsample {value:g}: use a whole factor (2, 3...) or its reciprocal (0.5, 0.25...)")
+    return int(round(factor))
+
+
+def _note(lines: list[str], quiet: bool) -> None:
+    if not quiet:
+        for line in lines:
+            click.echo(f"visualmic: note: {line}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="visualmic")
+def main() -> None:
+    """Recover sound from video of vibrating surfaces (the visual microphone)."""
+
+
+@main.command("recover")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="WAV file to write.")
+@click.option("--fps", type=float, default=None, help="Capture rate in frames per second (default: the container's, with a note).")
+@click.option("--roi", default=None, metavar="X,Y,W,H", help="Region of interest in pixels.")
+@click.option("--downsample", type=float, default=1.0, show_default=True, help="Block-average factor (2, or 0.5 for half size).")
+@click.option("--scales", type=int, default=None, help="Pyramid scales [default: enough to cover the texture's detail, at most 5].")
+@click.option("--orientations", type=int, default=RecoverOptions.orientations, show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default=RecoverOptions.method, show_default=True,
+              help="'phase': this project's estimator; 'davis2014': the paper's recipe, for comparison.")
+@click.option("--reference-frames", type=int, default=RecoverOptions.reference_frames, show_default=True,
+              help="Frames averaged into the reference.")
+@click.option("--highpass", "highpass_hz", type=float, default=None, help="High-pass cut-off in Hz [default: 0.05 x Nyquist; 0: off].")
+@click.option("--denoise", type=click.Choice(DENOISERS), default=RecoverOptions.denoise, show_default=True,
+              help="'spectral': spectral subtraction for speech in steady noise (keeps steady tones).")
+@click.option("--rate", default=str(STANDARD_RATE_HZ), show_default=True,
+              help="Output rate in Hz (16-bit WAV), or 'native' for the capture rate as 32-bit float.")
+@click.option("--border", "border_px", type=float, default=RecoverOptions.border_px, show_default=True,
+              help="Pixels over which weights fade out at the frame's edges.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes.")
+@_friendly
+def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
+                    scales: int | None, orientations: int, method: str, reference_frames: int,
+                    highpass_hz: float | None, denoise: str, rate: str, border_px: float,
+                    as_json: bool, quiet: bool) -> None:
+    """Recover the sound in VIDEO and write it to a WAV file.
+
+    VIDEO is any video FFmpeg decodes, a .npy array (frames, rows, cols), a
+    multi-page TIFF or a folder of PNG/TIFF frames.
+    """
+    if output.suffix.lower() != ".wav":
+        raise InputError(f"{output}: the output must be a .wav file")
+    options = RecoverOptions(
+        fps=fps,
+        roi=parse_roi(roi) if roi else None,
+        downsample=_parse_downsample(downsample),
+        scales=scales,
+        orientations=orientations,
+        method=method,
+        reference_frames=reference_frames,
+        highpass_hz=highpass_hz,
+        denoise=denoise,
+        rate=_parse_rate(rate),
+        border_px=border_px,
+    )
+    result = recover(video, options=options, progress=not quiet)
+    native = options.rate == "native"
+    write_wav(output, result.audio, rate_hz=result.rate_hz, subtype="FLOAT" if native else "PCM_16")
+    _note(result.warnings, quiet)
+    summary = dict(result.summary(), output=str(output))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        click.echo(
+            f"{output}: {result.duration_s:.2f} s at {result.rate_hz} Hz from {result.frames} frames "
+            f"({result.fps:g} fps, {result.fps_origin}); {summary['frames_per_s']:.0f} frames/s",
+            err=True,
+        )
+
+
+def _load_audio(spec: str, *, fps: float, duration_s: float) -> np.ndarray:
+    """A WAV file resampled to the capture rate, or a built-in sound (``melody``, ``tone:HZ``)."""
+    from .audio import resample
+
+    if spec == "melody":
+        return melody(duration_s, rate_hz=fps)
+    if spec.startswith("tone:"):
+        try:
+            freq = float(spec.split(":", 1)[1])
+        except ValueError:
+            raise InputError(f"{spec!r}: write a tone as tone:HZ, for example tone:440") from None
+        if not 0 < freq < fps / 2:
+            raise InputError(f"a {freq:g} Hz tone cannot be sampled at {fps:g} fps (Nyquist {fps / 2:g} Hz)")
+        return np.sin(2 * np.pi * freq * np.arange(int(round(duration_s * fps))) / fps)
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"{path}: no such audio file (or use 'melody' or 'tone:HZ')")
+    try:
+        data, rate = soundfile.read(str(path), always_2d=True)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable audio file ({exc})") from None
+    if data.shape[0] == 0:
+        raise InputError(f"{path}: the audio file is empty")
+    return resample(data.mean(axis=1), rate_in_hz=rate, rate_out_hz=fps)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"frame size {text!r} must look like 128x128") from None
+    if width < 8 or height < 8:
+        raise InputError(f"frame size {text}: at least 8x8 pixels")
+    return height, width
+
+
+@main.command("synth")
+@click.argument("audio")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Video to write: .mkv (FFV1), .mov (PNG, MJPEG), .mp4 (H.264) or .npy.")
+@click.option("--fps", type=float, required=True, help="Capture rate of the simulated camera.")
+@click.option("--duration", "duration_s", type=float, default=2.0, show_default=True, help="Seconds, for built-in sounds.")
+@click.option("--size", default="128x128", show_default=True, help="Frame size WxH.")
+@click.option("--amplitude", "amplitude_px", type=float, default=0.02, show_default=True, help="Peak motion in pixels.")
+@click.option("--direction", "direction_deg", type=float, default=0.0, show_default=True, help="Degrees from the x axis.")
+@click.option("--noise", "read_noise", type=float, default=1.0, show_default=True, help="Read noise, grey levels (std).")
+@click.option("--shot-noise", type=float, default=0.0, show_default=True, help="Photon noise at full scale, grey levels (std).")
+@click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True)
+@click.option("--codec", type=click.Choice(sorted(VIDEO_CODECS)), default=None, help="[default: from the file's suffix]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+@_friendly
+def synth_command(audio: str, output: Path, fps: float, duration_s: float, size: str, amplitude_px: float,
+                  direction_deg: float, read_noise: float, shot_noise: float, bit_depth: str, codec: str | None,
+                  seed: int, quiet: bool) -> None:
+    """Render a video of a textured surface moving with AUDIO.
+
+    AUDIO is a sound file, 'melody' or 'tone:HZ'. Next to the video go the true
+    motion as a WAV at the capture rate (NAME.truth.wav) and a JSON sidecar
+    (NAME.json) with the scene and its Cramér-Rao bound.
+    """
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"frame rate must be positive, got {fps:g}")
+    suffix = output.suffix.lower()
+    codec = codec or {".mkv": "ffv1", ".avi": "ffv1", ".mov": "png", ".mp4": "h264"}.get(suffix, "ffv1")
+    if suffix not in (".npy", ".mkv", ".avi", ".mov", ".mp4"):
+        raise InputError(f"{output}: write a .mkv, .mov, .mp4, .avi or .npy file")
+    signal = _load_audio(audio, fps=fps, duration_s=duration_s)
+    camera = Camera(read_noise=read_noise, shot_noise=shot_noise, bit_depth=int(bit_depth))
+    scene = rigid_scene(signal, fps=fps, shape=_parse_size(size), amplitude_px=amplitude_px,
+                        direction_deg=direction_deg, camera=camera, seed=seed)
+    count = write_video(output, scene.frames(), fps=fps, codec=codec, frame_count=scene.displacement_px.size)
+    stem = output.with_suffix("")
+    truth_path = stem.with_name(stem.name + ".truth.wav")
+    write_wav(truth_path, scene.displacement_px / max(amplitude_px, 1e-30), rate_hz=int(round(fps)), subtype="FLOAT")
+    band = (80.0, min(1000.0, 0.48 * fps))
+    sidecar = {
+        "visualmic_version": __version__,
+        "video": output.name,
+        "truth": truth_path.name,
+        "frames": count,
+        "fps": fps,
+        "size": {"width": scene.texture.shape[1], "height": scene.texture.shape[0]},
+        "amplitude_px": amplitude_px,
+        "direction_deg": direction_deg,
+        "camera": {"read_noise": read_noise, "shot_noise": shot_noise, "bit_depth": int(bit_depth)},
+        "codec": "npy" if suffix == ".npy" else codec,
+        "seed": seed,
+        "cramer_rao_variance_px2": scene.cramer_rao_variance(),
+        "bound_snr_db": {"band_hz": list(band), "snr_db": scene.bound_snr_db(band)},
+    }
+    write_json(stem.with_name(stem.name + ".json"), sidecar)
+    if not quiet:
+        click.echo(f"{output}: {count} frames at {fps:g} fps; truth in {truth_path.name}; "
+                   f"bound {sidecar['bound_snr_db']['snr_db']:.1f} dB in {band[0]:g}-{band[1]:g} Hz", err=True)

@@ -1,0 +1,113 @@
+"""Every parameter of a recovery, once: the CLI, the API and the JSON summary read this."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from .errors import InputError
+from .sources.base import Roi
+
+__all__ = ["RecoverOptions", "METHODS", "DENOISERS", "STANDARD_RATE_HZ", "MIN_FRAMES"]
+
+METHODS = ("phase", "davis2014")
+DENOISERS = ("none", "spectral")
+STANDARD_RATE_HZ = 48000
+MIN_FRAMES = 16
+
+
+@dataclass(frozen=True)
+class RecoverOptions:
+    """Options of :func:`visualmic.recover`, with their defaults.
+
+    Attributes
+    ----------
+    fps : float or None
+        Capture rate (Hz). None: take the container's rate, and say so.
+    roi : tuple of int or None
+        Region of interest ``(x, y, width, height)`` in pixels.
+    downsample : int
+        Average blocks of ``downsample x downsample`` pixels first (1: off).
+    scales : int or None
+        Pyramid scales; None picks the fewest (at most 5) that cover 98 % of
+        the first frame's gradient energy, that is, of its motion information.
+    orientations : int
+        Pyramid orientations per scale.
+    method : {"phase", "davis2014"}
+        ``"phase"``: local phase and amplitude fit with noise-weighted,
+        polarity-aware band combination and zero-phase filtering.
+        ``"davis2014"``: the 2014 paper's recipe, for comparison.
+    reference_frames : int
+        Frames averaged into the reference (``"phase"`` only; the 2014 recipe uses frame 0).
+    highpass_hz : float or None
+        High-pass cut-off (Hz); None: 0.05 x Nyquist; 0 disables it.
+    denoise : {"none", "spectral"}
+        Spectral subtraction keeps steady tones (and reports them); use it
+        for speech in stationary noise, not for sustained music.
+    rate : int or "native"
+        Output WAV rate: a standard rate (16-bit PCM), or the capture rate as 32-bit float.
+    max_lag : int
+        Largest lag (frames) between bands when combining them.
+    border_px : float
+        Width (pixels) over which the weights fade out at the frame's edges.
+    chunk_frames : int or None
+        Frames per chunk; None sizes chunks to about 32 MB of frames.
+    workers : int or None
+        Threads for FFTs (None: all cores).
+    """
+
+    fps: float | None = None
+    roi: Roi | None = None
+    downsample: int = 1
+    scales: int | None = None
+    orientations: int = 2
+    method: str = "phase"
+    reference_frames: int = 32
+    highpass_hz: float | None = None
+    denoise: str = "none"
+    rate: int | str = STANDARD_RATE_HZ
+    max_lag: int = 2
+    border_px: float = 0.0
+    chunk_frames: int | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
+            raise InputError(f"frame rate must be a positive number of frames per second, got {self.fps!r}")
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.denoise not in DENOISERS:
+            raise InputError(f"unknown denoiser {self.denoise!r}: choose one of {', '.join(DENOISERS)}")
+        if not (isinstance(self.downsample, int) and self.downsample >= 1):
+            raise InputError(f"downsample factor must be an integer >= 1, got {self.downsample!r}")
+        if self.scales is not None and self.scales < 1:
+            raise InputError(f"scales must be at least 1, got {self.scales}")
+        if not 1 <= self.orientations <= 16:
+            raise InputError(f"orientations must be between 1 and 16, got {self.orientations}")
+        if self.reference_frames < 1:
+            raise InputError(f"reference_frames must be at least 1, got {self.reference_frames}")
+        if self.highpass_hz is not None and not (math.isfinite(self.highpass_hz) and self.highpass_hz >= 0):
+            raise InputError(f"high-pass cut-off must be >= 0 Hz, got {self.highpass_hz!r}")
+        if self.rate != "native" and not (isinstance(self.rate, int) and 1000 <= self.rate <= 768000):
+            raise InputError(f"output rate must be 'native' or an integer from 1000 to 768000 Hz, got {self.rate!r}")
+        if self.max_lag < 0:
+            raise InputError(f"max_lag must be >= 0, got {self.max_lag}")
+        if self.border_px < 0:
+            raise InputError(f"border_px must be >= 0, got {self.border_px}")
+        if self.chunk_frames is not None and self.chunk_frames < 1:
+            raise InputError(f"chunk_frames must be at least 1, got {self.chunk_frames}")
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dictionary, for JSON summaries and reports.
+
+        Examples
+        --------
+        >>> RecoverOptions(fps=2200).to_dict()["fps"]
+        2200
+        """
+        return asdict(self)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """Names of all options."""
+        return [f.name for f in fields(cls)]

@@ -1,0 +1,122 @@
+"""Stream chunks of prepared frames: reading overlapped with computing, with progress.
+
+Reading and decoding run in a background thread that stays a bounded number
+of chunks ahead, so decoding (PyAV releases the GIL) overlaps the FFTs, and
+memory is set by the chunk size, never by the video's length.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from .frames import block_mean
+from .sources.base import FrameSource, Roi
+
+__all__ = ["stream_frames", "default_chunk_frames"]
+
+_DONE = object()
+
+
+def default_chunk_frames(shape: tuple[int, int], *, target_bytes: float = 32e6) -> int:
+    """Frames per chunk so that a chunk of float32 frames is about ``target_bytes``.
+
+    Examples
+    --------
+    >>> default_chunk_frames((512, 512))
+    30
+    """
+    return int(np.clip(target_bytes // (4 * shape[0] * shape[1]), 4, 512))
+
+
+def stream_frames(
+    source: FrameSource,
+    *,
+    chunk_frames: int,
+    roi: Roi,
+    downsample: int = 1,
+    start: int = 0,
+    stop: int | None = None,
+    prefetch: int = 2,
+    progress: bool = False,
+    description: str = "frames",
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first_index, frames)`` chunks, cropped and block-averaged, read ahead in a thread.
+
+    Parameters
+    ----------
+    source : FrameSource
+        Where frames come from.
+    chunk_frames : int
+        Frames per chunk.
+    roi : tuple of int
+        Region ``(x, y, width, height)``, already validated.
+    downsample : int
+        Block-average factor.
+    start, stop : int
+        Frame range.
+    prefetch : int
+        Chunks read ahead (memory: ``prefetch + 1`` chunks).
+    progress : bool
+        Show a progress bar on stderr (only when stderr is a terminal).
+    description : str
+        Label of the progress bar.
+
+    Examples
+    --------
+    >>> from visualmic.sources import ArraySource
+    >>> src = ArraySource(np.ones((10, 8, 8), np.uint8))
+    >>> [(i, f.shape) for i, f in stream_frames(src, chunk_frames=6, roi=(0, 0, 8, 8), downsample=2)]
+    [(0, (6, 4, 4)), (6, (4, 4, 4))]
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop_reading = threading.Event()
+
+    def reader() -> None:
+        try:
+            for first, frames in source.chunks(chunk_frames=chunk_frames, start=start, stop=stop, roi=roi):
+                item = (first, block_mean(frames, downsample))
+                while not stop_reading.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop_reading.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(exc)
+
+    total = source.meta.frame_count
+    if total is not None and stop is not None:
+        total = min(total, stop)
+    total = None if total is None else max(total - start, 0)
+    bar = tqdm(
+        total=total,
+        unit="frame",
+        desc=description,
+        file=sys.stderr,
+        disable=not (progress and sys.stderr.isatty()),
+        leave=False,
+    )
+    thread = threading.Thread(target=reader, name="visualmic-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            bar.update(item[1].shape[0])
+            yield item
+    finally:
+        stop_reading.set()
+        bar.close()
+        thread.join(timeout=5)

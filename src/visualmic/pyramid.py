@@ -1,0 +1,356 @@
+"""Complex steerable pyramid, built in the Fourier domain with cropped bands.
+
+The pyramid follows Portilla & Simoncelli (the MATLAB ``buildSCFpyr``, and
+``pyrtools.pyramids.SteerablePyramidFreq(..., is_complex=True)``): raised-cosine
+radial bands one octave wide in log frequency, one-sided angular masks so that
+every oriented band is complex (analytic), the low-pass halved at every level.
+
+Two things differ from those implementations, both for speed and accuracy:
+
+* Every band's spectrum is cropped to the bounding box of its support and its
+  inverse FFT is computed at that (smaller) size.  The result is the exact
+  band sampled on a coarser grid.  The crop is a few rectangular block copies
+  of the frame's ``rfft2``, never a per-element gather.
+* ``highpass="merge"`` (the default for motion) folds the high-pass residual,
+  which the 2014 method discards, into the finest oriented bands.  For a
+  finely textured surface it carries a large share of the gradient energy,
+  hence of the motion information.  ``highpass="drop"`` gives the classical
+  pyramid, band for band equal to pyrtools'.
+
+Frequencies are in cycles per pixel of the input frame throughout.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy.special import factorial
+
+__all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales"]
+
+
+@dataclass(frozen=True)
+class BlockCopy:
+    """One rectangle of a band's cropped spectrum, copied from the frame's ``rfft2``.
+
+    ``out[:, rows, cols] = src[:, src_rows, src_cols] * mask``, conjugated when
+    ``mirror`` (bins of negative x frequency are the conjugates of their mirrors).
+    """
+
+    rows: slice
+    cols: slice
+    src_rows: slice | np.ndarray
+    src_cols: slice | np.ndarray
+    mirror: bool
+    mask: np.ndarray
+
+    def source(self, spectrum: np.ndarray) -> np.ndarray:
+        """The block of ``spectrum`` (frames first) that this copy reads."""
+        if isinstance(self.src_rows, slice) or isinstance(self.src_cols, slice):
+            return spectrum[:, self.src_rows, self.src_cols]
+        return spectrum[:, self.src_rows[:, None], self.src_cols[None, :]]
+
+
+@dataclass(frozen=True)
+class Band:
+    """One oriented band of the pyramid and where its cropped spectrum comes from.
+
+    The cropped spectrum holds each frequency ``k`` of the band's support at index
+    ``k mod shape``, so its inverse FFT gives the band itself (not demodulated),
+    sampled every ``spacing_px`` input pixels.
+
+    Attributes
+    ----------
+    level : int
+        Scale, 0 being the finest.
+    orientation : int
+        Orientation index; the band's centre direction is ``pi * orientation / K``
+        radians from the x axis (the image's columns), K orientations in all.
+    shape : tuple of int
+        Size of the band's cropped grid (rows, columns).
+    spacing_px : tuple of float
+        Distance between two samples of the band, in input pixels (rows, columns).
+    freq_y, freq_x : ndarray
+        True frequency (cycles per input pixel) of every bin of the cropped
+        spectrum, broadcastable to ``shape``.
+    blocks : tuple of BlockCopy
+        How to assemble the cropped spectrum from the frame's ``rfft2``.
+    """
+
+    level: int
+    orientation: int
+    shape: tuple[int, int]
+    spacing_px: tuple[float, float]
+    freq_y: np.ndarray
+    freq_x: np.ndarray
+    blocks: tuple[BlockCopy, ...]
+
+    @property
+    def area_px(self) -> float:
+        """Input pixels represented by one sample of the band."""
+        return float(self.spacing_px[0] * self.spacing_px[1])
+
+
+def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
+    """A slice when the indices step by +1 or -1 (a view instead of a copy), else the array."""
+    if indices.size == 1:
+        return slice(int(indices[0]), int(indices[0]) + 1)
+    steps = np.diff(indices)
+    if np.all(steps == 1):
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    if np.all(steps == -1):
+        stop = int(indices[-1]) - 1
+        return slice(int(indices[0]), stop if stop >= 0 else None, -1)
+    return indices
+
+
+def _contiguous_runs(*indices: np.ndarray) -> list[np.ndarray]:
+    """Split positions ``0..n-1`` into runs along which every index array moves by a steady +1 or -1."""
+    n = indices[0].size
+    cuts = {0, n}
+    for index in indices:
+        steps = np.diff(index)
+        start = 0  # first step of the current run
+        for i, step in enumerate(steps):
+            if abs(step) != 1 or step != steps[start]:
+                cuts.add(i + 1)
+                start = i + 1
+    bounds = sorted(cuts)
+    return [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _true_frequencies(box: np.ndarray, size: int) -> np.ndarray:
+    """True frequency (integer bins) held at each index of a box of ``size`` in modular layout."""
+    natural = np.fft.fftfreq(size, 1.0 / size).astype(int)
+    natural[box % size] = box
+    return natural
+
+
+def _raised_cosine_rise(log_radius: np.ndarray, position: float) -> np.ndarray:
+    """Radial mask rising from 0 at ``position - 1`` to 1 at ``position`` (octaves)."""
+    t = np.clip(position - log_radius, 0.0, 1.0)
+    return np.cos(0.5 * np.pi * t)
+
+
+def _raised_cosine_fall(log_radius: np.ndarray, position: float) -> np.ndarray:
+    """Complement of :func:`_raised_cosine_rise` in energy: ``sqrt(1 - rise**2)``."""
+    t = np.clip(position - log_radius, 0.0, 1.0)
+    return np.sin(0.5 * np.pi * t)
+
+
+def _angular_mask(angle: np.ndarray, orientation: int, orientations: int) -> np.ndarray:
+    """One-sided angular mask ``2 sqrt(c) cos^n(theta - theta_k)`` on a half plane."""
+    order = orientations - 1
+    const = (2.0 ** (2 * order)) * factorial(order) ** 2 / (orientations * factorial(2 * order))
+    delta = np.angle(np.exp(1j * (angle - np.pi * orientation / orientations)))
+    # Inside the half plane, and half the energy on its boundary (which only matters
+    # for one orientation, where cos^0 does not vanish there), as for an analytic signal.
+    edge = np.isclose(np.abs(delta), np.pi / 2, rtol=0, atol=1e-9)
+    side = np.where(edge, np.sqrt(0.5), (np.abs(delta) < np.pi / 2).astype(float))
+    return 2.0 * np.sqrt(const) * np.cos(delta) ** order * side
+
+
+class SteerablePyramid:
+    """Complex steerable pyramid of frames of one size, masks built once.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Frame size (rows, columns).
+    scales : int
+        Number of octave scales, 1 or more.
+    orientations : int
+        Number of orientations per scale, 1 to 16.
+    highpass : {"merge", "drop"}
+        ``"merge"`` folds the high-pass residual into the finest bands (more
+        motion information); ``"drop"`` is the classical pyramid.
+    workers : int, optional
+        Threads for the FFTs (default: all cores).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pyr = SteerablePyramid((64, 64), scales=1, orientations=2)
+    >>> frames = np.random.default_rng(0).random((3, 64, 64), dtype=np.float32)
+    >>> bands = pyr.bands(frames)
+    >>> [b.shape for b in bands]
+    [(3, 64, 32), (3, 32, 64)]
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        *,
+        scales: int = 1,
+        orientations: int = 2,
+        highpass: str = "merge",
+        workers: int | None = None,
+    ) -> None:
+        rows, cols = (int(s) for s in shape)
+        if rows < 8 or cols < 8:
+            raise ValueError(f"frames of {rows}x{cols} pixels are too small for a pyramid (8x8 at least)")
+        max_scales = int(np.floor(np.log2(min(rows, cols)))) - 2
+        if not 1 <= scales <= max_scales:
+            raise ValueError(f"scales must be between 1 and {max_scales} for {rows}x{cols} frames, got {scales}")
+        if not 1 <= orientations <= 16:
+            raise ValueError(f"orientations must be between 1 and 16, got {orientations}")
+        if highpass not in ("merge", "drop"):
+            raise ValueError(f"highpass must be 'merge' or 'drop', got {highpass!r}")
+        self.shape = (rows, cols)
+        self.scales = int(scales)
+        self.orientations = int(orientations)
+        self.highpass = highpass
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.bands_info: list[Band] = [
+            self._plan_band(level, k) for level in range(self.scales) for k in range(self.orientations)
+        ]
+
+    # -- construction -------------------------------------------------------------
+    def _plan_band(self, level: int, orientation: int) -> Band:
+        rows, cols = self.shape
+        ky = np.fft.fftshift(np.fft.fftfreq(rows, 1.0 / rows)).astype(int)  # integer bins
+        kx = np.fft.fftshift(np.fft.fftfreq(cols, 1.0 / cols)).astype(int)
+        fy = ky[:, None] * (2.0 / rows)  # radius 1 at Nyquist, as in the MATLAB code
+        fx = kx[None, :] * (2.0 / cols)
+        radius = np.hypot(fy, fx)
+        radius[radius == 0] = 2.0 / cols  # pyrtools' value at DC
+        log_radius = np.log2(radius)
+        angle = np.arctan2(fy, fx)
+
+        mask = _raised_cosine_rise(log_radius, -(level + 1.0))
+        if level > 0 or self.highpass == "drop":
+            mask = mask * _raised_cosine_fall(log_radius, -float(level))
+        mask = mask * _angular_mask(angle, orientation, self.orientations)
+
+        support = np.abs(mask) > 1e-7
+        r_idx = np.flatnonzero(support.any(axis=1))
+        c_idx = np.flatnonzero(support.any(axis=0))
+        r0, r1 = int(r_idx[0]), int(r_idx[-1])
+        c0, c1 = int(c_idx[0]), int(c_idx[-1])
+        box_rows = min(scipy.fft.next_fast_len(r1 - r0 + 1), rows)
+        box_cols = min(scipy.fft.next_fast_len(c1 - c0 + 1), cols)
+
+        box_ky = ky[r0 : r1 + 1]
+        box_kx = kx[c0 : c1 + 1]
+        box_mask = mask[r0 : r1 + 1, c0 : c1 + 1]
+        # The band's samples are those of the full-size band: undo the size change
+        # of the inverse FFT, and apply the (-1j)^order of the steerable filters.
+        gain = (box_rows * box_cols) / (rows * cols) * (-1j) ** (self.orientations - 1)
+        blocks = []
+        for mirror in (False, True):
+            col_sel = box_kx < 0 if mirror else box_kx >= 0
+            kxs, sign = box_kx[col_sel], (-1 if mirror else 1)
+            if not kxs.size:
+                continue
+            col_mask = box_mask[:, col_sel]
+            for col_run in _contiguous_runs(kxs % box_cols, sign * kxs):
+                for row_run in _contiguous_runs(box_ky % box_rows, (sign * box_ky) % rows):
+                    m = col_mask[np.ix_(row_run, col_run)] * gain
+                    if not np.any(np.abs(m) > 1e-7):
+                        continue
+                    kys, kx_run = box_ky[row_run], kxs[col_run]
+                    # Negative x frequencies: F(k) = conj(R(-k)), so out = conj(R(-k) * conj(m)).
+                    blocks.append(
+                        BlockCopy(
+                            rows=_as_slice(kys % box_rows),
+                            cols=_as_slice(kx_run % box_cols),
+                            src_rows=_as_slice((sign * kys) % rows),
+                            src_cols=_as_slice(sign * kx_run),
+                            mirror=mirror,
+                            mask=(np.conj(m) if mirror else m).astype(np.complex64),
+                        )
+                    )
+
+        return Band(
+            level=level,
+            orientation=orientation,
+            shape=(box_rows, box_cols),
+            spacing_px=(rows / box_rows, cols / box_cols),
+            freq_y=(_true_frequencies(box_ky, box_rows) / rows)[:, None],
+            freq_x=(_true_frequencies(box_kx, box_cols) / cols)[None, :],
+            blocks=tuple(blocks),
+        )
+
+    # -- transforms ---------------------------------------------------------------
+    def spectrum(self, frames: np.ndarray) -> np.ndarray:
+        """Real FFT of a batch of frames, shape ``(n, rows, cols // 2 + 1)``."""
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.shape[-2:] != self.shape:
+            raise ValueError(f"frames are {frames.shape[-2:]}, the pyramid was built for {self.shape}")
+        return scipy.fft.rfft2(frames, workers=self.workers)
+
+    def band_spectrum(self, spectrum: np.ndarray, index: int) -> np.ndarray:
+        """Cropped, masked spectrum of band ``index`` from :meth:`spectrum`'s output."""
+        band = self.bands_info[index]
+        out = np.zeros((spectrum.shape[0], *band.shape), dtype=np.complex64)
+        for block in band.blocks:
+            target = out[:, block.rows, block.cols]
+            np.multiply(block.source(spectrum), block.mask, out=target)
+            if block.mirror:
+                np.conjugate(target, out=target)
+        return out
+
+    def band(self, spectrum: np.ndarray, index: int) -> np.ndarray:
+        """Complex coefficients of band ``index``, shape ``(n, *band.shape)``."""
+        return scipy.fft.ifft2(self.band_spectrum(spectrum, index), workers=self.workers, overwrite_x=True)
+
+    def bands(self, frames: np.ndarray) -> list[np.ndarray]:
+        """All bands of a batch of frames ``(n, rows, cols)``, finest scale first."""
+        spectrum = self.spectrum(frames)
+        return [self.band(spectrum, i) for i in range(len(self.bands_info))]
+
+    def band_gradient(self, band_coefficients: np.ndarray, index: int) -> np.ndarray:
+        """Spatial gradient of a band, per input pixel: shape ``(2, *band.shape)`` (d/dy, d/dx).
+
+        The derivative uses every bin's true frequency, so it is the gradient of
+        the band itself, sampled like the band.
+        """
+        info = self.bands_info[index]
+        spec = scipy.fft.fft2(band_coefficients, workers=self.workers)
+        grads = [scipy.fft.ifft2(spec * (2j * np.pi * f), workers=self.workers) for f in (info.freq_y, info.freq_x)]
+        return np.stack(grads).astype(np.complex64)
+
+
+def choose_scales(frame: np.ndarray, *, coverage: float = 0.98, max_scales: int | None = None) -> int:
+    """Fewest scales whose bands fully cover ``coverage`` of a frame's gradient energy.
+
+    Motion information is gradient energy, ``|k|^2 |F(k)|^2``; scale ``S`` fully
+    covers radii above ``2**-S`` of the Nyquist frequency. Sharp textures need
+    one or two scales, smooth ones four or five.
+
+    Parameters
+    ----------
+    frame : ndarray
+        One representative frame (rows, cols).
+    coverage : float
+        Fraction of the gradient energy to cover.
+    max_scales : int, optional
+        Upper limit (default: the most the frame size allows).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> choose_scales(rng.standard_normal((128, 128)))  # white noise: fine detail
+    2
+    >>> smooth = np.cumsum(np.cumsum(rng.standard_normal((128, 128)), 0), 1)
+    >>> choose_scales(smooth)  # smooth: motion information at low frequencies too
+    5
+    """
+    rows, cols = frame.shape
+    limit = int(np.floor(np.log2(min(rows, cols)))) - 2
+    limit = limit if max_scales is None else min(limit, max_scales)
+    spectrum = np.abs(np.fft.rfft2(frame - np.mean(frame))) ** 2
+    fy = np.fft.fftfreq(rows)[:, None] * 2  # Nyquist = 1
+    fx = np.fft.rfftfreq(cols)[None, :] * 2
+    radius = np.hypot(fy, fx)
+    energy = spectrum * radius**2
+    total = energy.sum()
+    if total <= 0:
+        return 1
+    for scales in range(1, max(limit, 1) + 1):
+        if energy[radius >= 2.0**-scales].sum() >= coverage * total:
+            return scales
+    return max(limit, 1)

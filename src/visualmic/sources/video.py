@@ -1,0 +1,131 @@
+"""Any video FFmpeg decodes, through PyAV: streamed, grey, 8 or 16 bits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..errors import InputError
+from .base import FrameSource, Meta
+
+__all__ = ["VideoSource", "LOSSLESS_CODECS"]
+
+LOSSLESS_CODECS = frozenset(
+    "ffv1 png apng rawvideo huffyuv ffvhuff utvideo magicyuv qtrle tiff zlib gif bmp pam pgm ppm "
+    "v210 v410 r210 r10k dpx ljpeg cllc lagarith msrle targa sgi".split()
+)
+
+# Pixel formats whose first plane is the luma (or grey) plane.
+_LUMA_FIRST = ("gray", "yuv", "yuvj", "yuva", "nv12", "nv16", "nv21", "nv24", "p010", "p016", "y210", "ya")
+
+
+def _grey(frame: av.VideoFrame) -> np.ndarray:
+    """Grey plane of a decoded frame as float32: luma for YUV, the channel mean for RGB."""
+    fmt = frame.format
+    bits = fmt.components[0].bits
+    if fmt.name.startswith(_LUMA_FIRST) and not fmt.name.startswith(("ya8", "ya16")):
+        dtype = np.dtype(np.uint8) if bits <= 8 else np.dtype(">u2" if fmt.name.endswith("be") else "<u2")
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, dtype=dtype).reshape(-1, plane.line_size // dtype.itemsize)
+        return rows[: frame.height, : frame.width].astype(np.float32)
+    rgb = frame.to_ndarray(format="rgb48le" if bits > 8 else "rgb24")
+    return rgb.mean(axis=-1, dtype=np.float32)
+
+
+class VideoSource(FrameSource):
+    """Frames of the first video stream of a file, decoded one chunk at a time.
+
+    The frame count in :attr:`meta` is the container's claim; the frames that
+    decode are what counts (see :meth:`chunks`).
+
+    Examples
+    --------
+    >>> src = VideoSource(Path("clip.mkv"))  # doctest: +SKIP
+    >>> src.meta.codec, src.meta.lossy, src.meta.fps  # doctest: +SKIP
+    ('ffv1', False, 2200.0)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        try:
+            container = av.open(str(path))
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{path}: not a video FFmpeg can read ({exc.strerror or exc})") from None
+        try:
+            if not container.streams.video:
+                raise InputError(f"{path}: the file has no video stream")
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            if not ctx.width or not ctx.height:
+                raise InputError(f"{path}: the video stream has no frame size (corrupt header?)")
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            codec = ctx.name
+            pix = ctx.format
+            bits = pix.components[0].bits if pix is not None else 8
+            self.meta = Meta(
+                path=str(path),
+                format=container.format.name.split(",")[0],
+                width=int(ctx.width),
+                height=int(ctx.height),
+                bit_depth=int(bits),
+                frame_count=int(stream.frames) or None,
+                frame_count_exact=False,
+                fps=float(rate) if rate else None,
+                fps_origin="container" if rate else "none",
+                codec=codec,
+                lossy=codec not in LOSSLESS_CODECS,
+            )
+        finally:
+            container.close()
+        self._note_container_quirks()
+
+    def _note_container_quirks(self) -> None:
+        meta = self.meta
+        if meta.lossy:
+            meta.notes.append(
+                f"the video is compressed with {meta.codec}, a lossy codec: it quantises away part of "
+                "the sub-pixel motion; record raw or lossless (FFV1, PNG) footage where possible"
+            )
+        if meta.fps is None:
+            return
+        if meta.format == "matroska" and abs(1000.0 / meta.fps - round(1000.0 / meta.fps)) > 1e-6:
+            meta.notes.append(
+                f"Matroska stores timestamps in milliseconds and cannot represent {meta.fps:g} fps exactly"
+            )
+        if meta.format == "avi" and meta.fps >= 599.0:
+            meta.notes.append("FFmpeg's AVI writer stores at most 600 fps, so this rate may be a cap")
+        if meta.fps <= 120.0:
+            meta.notes.append(f"{meta.fps:g} fps looks like a playback rate, not a high-speed capture rate")
+
+    def _chunks(
+        self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        try:
+            container = av.open(str(self._path))
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self._path}: cannot open the video ({exc.strerror or exc})") from None
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        block: list[np.ndarray] = []
+        index = 0
+        first = max(start, 0)
+        try:
+            for frame in container.decode(stream):
+                if stop is not None and index >= stop:
+                    break
+                if index >= first:
+                    block.append(_grey(frame)[rows, cols])
+                    if len(block) == chunk_frames:
+                        yield first, np.stack(block)
+                        first += len(block)
+                        block = []
+                index += 1
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self._path}: corrupt video data after frame {index} ({exc.strerror or exc})") from None
+        finally:
+            container.close()
+        if block:
+            yield first, np.stack(block)

@@ -1,0 +1,108 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+from visualmic.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "visualmic", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, melody_frames):
+    path = tmp_path_factory.mktemp("clip") / "clip.npy"
+    np.save(path, melody_frames[:1100])
+    return path
+
+
+def test_recover_writes_a_playable_wav_and_json(tmp_path, clip):
+    out = tmp_path / "out.wav"
+    result = CliRunner().invoke(main, ["recover", str(clip), "-o", str(out), "--fps", "2200", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["frames"] == 1100 and summary["fps"] == 2200 and summary["fps_origin"] == "user"
+    assert summary["rate_hz"] == 48000 and len(summary["bands"]) == summary["scales"] * 2
+    info = soundfile.info(str(out))
+    assert (info.samplerate, info.subtype) == (48000, "PCM_16")
+    assert info.frames == 24000
+
+
+def test_native_rate_is_float(tmp_path, clip):
+    out = tmp_path / "out.wav"
+    result = CliRunner().invoke(main, ["recover", str(clip), "-o", str(out), "--fps", "2200", "--rate", "native", "-q"])
+    assert result.exit_code == 0, result.output
+    info = soundfile.info(str(out))
+    assert (info.samplerate, info.subtype, info.frames) == (2200, "FLOAT", 1100)
+
+
+def test_synth_then_recover_from_video(tmp_path):
+    video = tmp_path / "s.mkv"
+    r = run("synth", "tone:440", "-o", video, "--fps", "2200", "--duration", "0.5", "--size", "48x48", "-q")
+    assert r.returncode == 0, r.stderr
+    sidecar = json.loads((tmp_path / "s.json").read_text())
+    assert sidecar["frames"] == 1100 and sidecar["bound_snr_db"]["snr_db"] > 10
+    r = run("recover", video, "-o", tmp_path / "s.wav")  # no --fps: the container's, with a note
+    assert r.returncode == 0, r.stderr
+    assert "taken from the container" in r.stderr
+    audio, rate = soundfile.read(str(tmp_path / "s.wav"))
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert np.argmax(spectrum) * rate / audio.size == pytest.approx(440, abs=2)
+
+
+@pytest.mark.parametrize(
+    "make,args,message",
+    [
+        (None, ["--fps", "2200"], "no such file"),
+        (b"", ["--fps", "2200"], "empty"),
+        (b"garbage" * 100, ["--fps", "2200"], "not a video"),
+        ("clip", ["--fps", "-5"], "positive"),
+        ("clip", ["--fps", "nan"], "positive"),
+        ("clip", ["--fps", "2200", "--roi", "90,90,20,20"], "outside"),
+        ("clip", ["--fps", "2200", "--roi", "1,2,3"], "four integers"),
+        ("clip", [], "no frame rate"),
+        ("few", ["--fps", "2200"], "at least"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, clip, make, args, message):
+    if make == "clip":
+        source = clip
+    elif make == "few":
+        source = tmp_path / "few.npy"
+        np.save(source, np.zeros((3, 32, 32), np.uint8))
+    else:
+        source = tmp_path / "input.mkv"
+        if make is not None:
+            source.write_bytes(make)
+    out = tmp_path / "out.wav"
+    r = run("recover", source, "-o", out, *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.wav*"))
+
+
+def test_interrupt_leaves_no_partial_output(tmp_path, clip, monkeypatch):
+    import visualmic.outputs as outputs
+
+    def explode(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs.soundfile, "write", explode)
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"previous")
+    result = CliRunner().invoke(main, ["recover", str(clip), "-o", str(out), "--fps", "2200", "-q"])
+    assert result.exit_code == 130
+    assert out.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
+
+
+def test_input_is_never_modified(tmp_path, clip):
+    before = clip.read_bytes()
+    CliRunner().invoke(main, ["recover", str(clip), "-o", str(tmp_path / "o.wav"), "--fps", "2200", "-q"])
+    assert clip.read_bytes() == before

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from visualmic.errors import InputError
+from visualmic.outputs import write_video
+from visualmic.sources import open_source
+
+
+def _frames(n=20, shape=(24, 32), dtype=np.uint8, seed=0):
+    top = 250 if dtype == np.uint8 else 60000
+    return np.random.default_rng(seed).integers(0, top, size=(n, *shape)).astype(dtype)
+
+
+def _read_all(src, **kw):
+    chunks = list(src.chunks(chunk_frames=7, **kw))
+    assert [i for i, _ in chunks] == list(range(0, sum(c.shape[0] for _, c in chunks), 7))
+    return np.concatenate([c for _, c in chunks])
+
+
+def test_npy_is_memory_mapped_and_exact(tmp_path):
+    frames = _frames(dtype=np.uint16)
+    np.save(tmp_path / "f.npy", frames)
+    src = open_source(tmp_path / "f.npy")
+    assert isinstance(src._frames, np.memmap)
+    assert (src.meta.frame_count, src.meta.bit_depth, src.meta.fps) == (20, 16, None)
+    assert np.array_equal(_read_all(src), frames.astype(np.float32))
+
+
+def test_roi_crops_x_along_columns(tmp_path):
+    frames = _frames()
+    src = open_source(frames)
+    out = _read_all(src, roi=(5, 3, 10, 6))
+    assert np.array_equal(out, frames[:, 3:9, 5:15].astype(np.float32))
+
+
+def test_colour_array_becomes_channel_mean():
+    rgb = _frames(shape=(8, 8, 3))
+    out = _read_all(open_source(rgb))
+    assert np.allclose(out, rgb.mean(axis=-1))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_image_folder_in_natural_order(tmp_path, suffix, dtype):
+    frames = _frames(n=12, dtype=dtype)
+    for i, f in enumerate(frames):
+        path = tmp_path / f"frame_{i}{suffix}"
+        Image.fromarray(f).save(path) if suffix == ".png" else tifffile.imwrite(path, f)
+    src = open_source(tmp_path)
+    assert src.meta.frame_count == 12 and src.meta.bit_depth == np.dtype(dtype).itemsize * 8
+    assert np.array_equal(_read_all(src), frames.astype(np.float32))  # frame_10 after frame_9
+
+
+def test_multipage_tiff(tmp_path):
+    frames = _frames(dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "stack.tif", frames)
+    src = open_source(tmp_path / "stack.tif")
+    assert src.meta.frame_count == 20
+    assert np.array_equal(_read_all(src), frames.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_ffv1_video_is_lossless_grey(tmp_path, dtype):
+    frames = _frames(dtype=dtype)
+    write_video(tmp_path / "v.mkv", [frames[:9], frames[9:]], fps=2200, codec="ffv1")
+    src = open_source(tmp_path / "v.mkv")
+    assert (src.meta.codec, src.meta.lossy, src.meta.bit_depth) == ("ffv1", False, 8 * np.dtype(dtype).itemsize)
+    assert src.meta.fps == pytest.approx(2200)
+    assert np.array_equal(_read_all(src), frames.astype(np.float32))
+
+
+def test_lossy_video_is_flagged_and_grey(tmp_path):
+    frames = np.repeat(_frames(n=1, shape=(32, 32)), 20, axis=0)
+    write_video(tmp_path / "v.mp4", [frames], fps=500, codec="h264", quality=10)
+    src = open_source(tmp_path / "v.mp4")
+    assert src.meta.lossy and any("lossy" in n for n in src.meta.notes)
+    out = _read_all(src)
+    assert out.shape == (20, 32, 32)
+    # H.264 in limited range: Y = 16 + 219/255 * grey, within compression error.
+    assert np.corrcoef(out[0].ravel(), frames[0].ravel())[0, 1] > 0.9
+
+
+def test_playback_rate_is_noted(tmp_path):
+    write_video(tmp_path / "v.mkv", [_frames()], fps=30, codec="ffv1")
+    assert any("playback rate" in n for n in open_source(tmp_path / "v.mkv").meta.notes)
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("missing.mkv", None, "no such file"),
+        ("empty.mkv", b"", "empty"),
+        ("garbage.mkv", b"\x00not a video at all" * 50, "not a video"),
+        ("garbage.npy", b"\x93NUMPY garbage", "not a readable .npy"),
+        ("bad.tif", b"II*\x00garbage", "TIFF"),
+    ],
+)
+def test_bad_files_raise_input_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        open_source(path)
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(InputError, match="no PNG or TIFF"):
+        open_source(tmp_path)
