@@ -8,6 +8,7 @@ into sound. Nothing here computes; everything here decides what to compute.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from . import __version__
 from .audio import default_highpass_hz, highpass, normalize_peak, resample, spectral_subtraction
 from .combine import Combination, combine_bands, davis2014_combine, project_band_motion
 from .config import MIN_FRAMES, RecoverOptions
-from .engine import default_chunk_frames, stream_frames
+from .engine import default_chunk_frames, map_ordered, stream_frames
 from .errors import InputError
 from .frames import check_roi, prepared_shape
 from .motion import (
@@ -152,7 +153,9 @@ def resolve_fps(meta: Meta, fps: float | None) -> tuple[float, str, list[str]]:
     return meta.fps, meta.fps_origin, notes
 
 
-def _pyramid_for(shape: tuple[int, int], opts: RecoverOptions, first_frame: np.ndarray) -> SteerablePyramid:
+def _pyramid_for(
+    shape: tuple[int, int], opts: RecoverOptions, first_frame: np.ndarray, *, fft_workers: int | None
+) -> SteerablePyramid:
     max_scales = int(np.floor(np.log2(min(shape)))) - 2
     if max_scales < 1:
         raise InputError(f"the processed frames are {shape[1]}x{shape[0]} pixels: at least 8x8 are needed")
@@ -164,7 +167,7 @@ def _pyramid_for(shape: tuple[int, int], opts: RecoverOptions, first_frame: np.n
         scales=scales,
         orientations=opts.orientations,
         highpass="merge" if opts.method == "phase" else "drop",
-        workers=opts.workers,
+        workers=fft_workers,
     )
 
 
@@ -247,19 +250,23 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     if not first_frames:
         raise InputError(f"{meta.path}: no frame could be decoded")
     first_frames = np.concatenate(first_frames)
-    pyramid = _pyramid_for(shape, opts, first_frames[0])
-    references = reference_bands(pyramid.bands(first_frames))
+    threads = opts.workers or os.cpu_count() or 1
+    # Chunks run in parallel threads, so each FFT uses one.
+    pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1 if threads > 1 else None)
+    first_bands = pyramid.bands(first_frames)
+    references = reference_bands(first_bands)
     prepared = prepare_references(pyramid, references, border_px=opts.border_px) if opts.method == "phase" else None
 
-    per_chunk: list[np.ndarray] = []
-    count = 0
-    for _, block in frames(label="recovering"):
-        bands = pyramid.bands(block)
+    def measure(bands: list[np.ndarray]) -> np.ndarray:
         if prepared is not None:
-            per_chunk.append(phase_gradient_sums(bands, prepared))
-        else:
-            per_chunk.append(davis2014_band_signals(bands, references))
-        count += block.shape[0]
+            return phase_gradient_sums(bands, prepared)
+        return davis2014_band_signals(bands, references)
+
+    per_chunk = [measure(first_bands)]
+    del first_bands
+    rest = (block for _, block in frames(first_frames.shape[0], None, "recovering"))
+    per_chunk += map_ordered(lambda block: measure(pyramid.bands(block)), rest, threads=threads)
+    count = sum(chunk.shape[0] for chunk in per_chunk)
     if count < MIN_FRAMES:
         raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
     if not meta.frame_count_exact and meta.frame_count is not None and meta.frame_count != count:

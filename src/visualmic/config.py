@@ -51,9 +51,9 @@ class RecoverOptions:
     border_px : float
         Width (pixels) over which the weights fade out at the frame's edges.
     chunk_frames : int or None
-        Frames per chunk; None sizes chunks to about 32 MB of frames.
+        Frames per chunk; None sizes chunks to about 1 MB of frames (cache-sized).
     workers : int or None
-        Threads for FFTs (None: all cores).
+        Threads that process chunks in parallel (None: all cores).
     """
 
     fps: float | None = None

@@ -18,6 +18,7 @@ frames can be measured anywhere and concatenated.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,13 @@ class BandReference:
     amplitude_weights: np.ndarray
     offset: np.ndarray
     fisher: np.ndarray
+
+    @functools.cached_property
+    def _amplitude_interleaved(self) -> np.ndarray:
+        """``(2P, 2)``: amplitude weights at the real parts' positions of an interleaved complex array."""
+        out = np.zeros((2 * self.amplitude_weights.shape[1], 2), dtype=np.float32)
+        out[0::2] = self.amplitude_weights.T
+        return out
 
 
 def reference_bands(bands_per_frame: list[np.ndarray]) -> list[np.ndarray]:
@@ -165,7 +173,9 @@ def phase_gradient_sums(bands: list[np.ndarray], references: list[BandReference]
     for j, (band, ref) in enumerate(zip(bands, references)):
         q = band.reshape(n, -1) * ref.conj_ref
         dphi = np.angle(q)
-        out[:, j, :] = dphi @ ref.phase_weights.T + q.real @ ref.amplitude_weights.T - ref.offset
+        # Re(q) read through the interleaved float view: no strided copy.
+        interleaved = q.view(np.float32)
+        out[:, j, :] = dphi @ ref.phase_weights.T + interleaved @ ref._amplitude_interleaved - ref.offset
     return out
 
 

@@ -78,6 +78,8 @@ class Band:
         spectrum, broadcastable to ``shape``.
     blocks : tuple of BlockCopy
         How to assemble the cropped spectrum from the frame's ``rfft2``.
+    zero_rows : tuple of slice
+        Rows of the cropped spectrum that the blocks do not fill entirely (zeroed first).
     """
 
     level: int
@@ -87,6 +89,7 @@ class Band:
     freq_y: np.ndarray
     freq_x: np.ndarray
     blocks: tuple[BlockCopy, ...]
+    zero_rows: tuple[slice | np.ndarray, ...] = ()
 
     @property
     def area_px(self) -> float:
@@ -240,30 +243,37 @@ class SteerablePyramid:
         # of the inverse FFT, and apply the (-1j)^order of the steerable filters.
         gain = (box_rows * box_cols) / (rows * cols) * (-1j) ** (self.orientations - 1)
         blocks = []
+        covered = np.zeros((box_rows, box_cols), dtype=bool)
+        # Walk the box in the order of the output indices (k mod size), so that a run
+        # breaks only where the source jumps: a full-height band is one block.
+        row_order = np.argsort(box_ky % box_rows, kind="stable")
         for mirror in (False, True):
-            col_sel = box_kx < 0 if mirror else box_kx >= 0
-            kxs, sign = box_kx[col_sel], (-1 if mirror else 1)
-            if not kxs.size:
+            col_sel = np.flatnonzero(box_kx < 0 if mirror else box_kx >= 0)
+            if not col_sel.size:
                 continue
-            col_mask = box_mask[:, col_sel]
+            sign = -1 if mirror else 1
+            col_sel = col_sel[np.argsort(box_kx[col_sel] % box_cols, kind="stable")]
+            kxs = box_kx[col_sel]
             for col_run in _contiguous_runs(kxs % box_cols, sign * kxs):
-                for row_run in _contiguous_runs(box_ky % box_rows, (sign * box_ky) % rows):
-                    m = col_mask[np.ix_(row_run, col_run)] * gain
+                kys_all = box_ky[row_order]
+                for row_run in _contiguous_runs(kys_all % box_rows, (sign * kys_all) % rows):
+                    kys, kx_run = kys_all[row_run], kxs[col_run]
+                    m = box_mask[np.ix_(row_order[row_run], col_sel[col_run])] * gain
                     if not np.any(np.abs(m) > 1e-7):
                         continue
-                    kys, kx_run = box_ky[row_run], kxs[col_run]
-                    # Negative x frequencies: F(k) = conj(R(-k)), so out = conj(R(-k) * conj(m)).
-                    blocks.append(
-                        BlockCopy(
-                            rows=_as_slice(kys % box_rows),
-                            cols=_as_slice(kx_run % box_cols),
-                            src_rows=_as_slice((sign * kys) % rows),
-                            src_cols=_as_slice(sign * kx_run),
-                            mirror=mirror,
-                            mask=(np.conj(m) if mirror else m).astype(np.complex64),
-                        )
+                    block = BlockCopy(
+                        rows=_as_slice(kys % box_rows),
+                        cols=_as_slice(kx_run % box_cols),
+                        src_rows=_as_slice((sign * kys) % rows),
+                        src_cols=_as_slice(sign * kx_run),
+                        mirror=mirror,
+                        # Negative x frequencies: F(k) = conj(R(-k)), so out = conj(R(-k) * conj(m)).
+                        mask=(np.conj(m) if mirror else m).astype(np.complex64),
                     )
+                    blocks.append(block)
+                    covered[block.rows, block.cols] = True
 
+        partial = np.flatnonzero(~covered.all(axis=1))
         return Band(
             level=level,
             orientation=orientation,
@@ -272,6 +282,7 @@ class SteerablePyramid:
             freq_y=(_true_frequencies(box_ky, box_rows) / rows)[:, None],
             freq_x=(_true_frequencies(box_kx, box_cols) / cols)[None, :],
             blocks=tuple(blocks),
+            zero_rows=tuple(_as_slice(partial[run]) for run in _contiguous_runs(partial)),
         )
 
     # -- transforms ---------------------------------------------------------------
@@ -285,7 +296,9 @@ class SteerablePyramid:
     def band_spectrum(self, spectrum: np.ndarray, index: int) -> np.ndarray:
         """Cropped, masked spectrum of band ``index`` from :meth:`spectrum`'s output."""
         band = self.bands_info[index]
-        out = np.zeros((spectrum.shape[0], *band.shape), dtype=np.complex64)
+        out = np.empty((spectrum.shape[0], *band.shape), dtype=np.complex64)
+        for rows in band.zero_rows:
+            out[:, rows] = 0
         for block in band.blocks:
             target = out[:, block.rows, block.cols]
             np.multiply(block.source(spectrum), block.mask, out=target)
