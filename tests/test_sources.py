@@ -75,7 +75,7 @@ def test_lossy_video_is_flagged_and_grey(tmp_path):
     frames = np.repeat(_frames(n=1, shape=(32, 32)), 20, axis=0)
     write_video(tmp_path / "v.mp4", [frames], fps=500, codec="h264", quality=10)
     src = open_source(tmp_path / "v.mp4")
-    assert src.meta.lossy and any("lossy" in n for n in src.meta.notes)
+    assert src.meta.lossy and any("lossy" in n for n in src.meta.warnings)
     out = _read_all(src)
     assert out.shape == (20, 32, 32)
     # H.264 in limited range: Y = 16 + 219/255 * grey, within compression error.
@@ -84,7 +84,7 @@ def test_lossy_video_is_flagged_and_grey(tmp_path):
 
 def test_playback_rate_is_noted(tmp_path):
     write_video(tmp_path / "v.mkv", [_frames()], fps=30, codec="ffv1")
-    assert any("playback rate" in n for n in open_source(tmp_path / "v.mkv").meta.notes)
+    assert any("playback rate" in n for n in open_source(tmp_path / "v.mkv").meta.rate_warnings)
 
 
 @pytest.mark.parametrize(

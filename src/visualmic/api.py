@@ -17,12 +17,13 @@ import numpy as np
 
 from . import __version__
 from .audio import default_highpass_hz, highpass, normalize_peak, resample, spectral_subtraction
-from .combine import Combination, combine_bands, davis2014_combine, project_band_motion
+from .combine import combine_bands, davis2014_combine, project_band_motion
 from .config import MIN_FRAMES, RecoverOptions
 from .engine import default_chunk_frames, map_ordered, stream_frames
 from .errors import InputError
 from .frames import check_roi, prepared_shape
 from .motion import (
+    BandReference,
     band_noise_covariance,
     davis2014_band_signals,
     phase_gradient_sums,
@@ -84,6 +85,7 @@ class Recovery:
     options: RecoverOptions
     highpass_hz: float
     wall_s: float
+    notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     kept_tones_hz: list[float] = field(default_factory=list)
 
@@ -120,37 +122,39 @@ class Recovery:
                 for band, w, lag, n in zip(self.bands, self.band_weights, self.band_lags, self.band_noise_px)
             ],
             "kept_tones_hz": self.kept_tones_hz,
+            "notes": self.notes,
             "warnings": self.warnings,
             "options": self.options.to_dict(),
         }
 
 
-def resolve_fps(meta: Meta, fps: float | None) -> tuple[float, str, list[str]]:
-    """Decide the capture rate: the user's, else the file's (with warnings), else fail.
+def resolve_fps(meta: Meta, fps: float | None) -> tuple[float, str, list[str], list[str]]:
+    """Decide the capture rate: the user's, else the file's (saying so), else fail.
 
     Returns
     -------
     fps : float
     origin : str
         ``"user"`` or the file's origin (``"container"``, ``"header"``).
-    notes : list of str
-        What the user should know about that choice.
+    notes, warnings : list of str
+        What the user should know about that choice, and what may be wrong with it.
 
     Examples
     --------
-    >>> m = Meta(path="x.avi", format="avi", width=8, height=8, bit_depth=8,
-    ...          frame_count=10, frame_count_exact=False, fps=30.0, fps_origin="container")
-    >>> resolve_fps(m, None)[:2]
-    (30.0, 'container')
+    >>> m = Meta(path="x.avi", format="avi", width=8, height=8, bit_depth=8, frame_count=10,
+    ...          frame_count_exact=False, fps=30.0, fps_origin="container",
+    ...          rate_warnings=["30 fps looks like a playback rate"])
+    >>> resolve_fps(m, None)[1], resolve_fps(m, None)[3]
+    ('container', ['30 fps looks like a playback rate'])
+    >>> resolve_fps(m, 2200.0)
+    (2200.0, 'user', [], [])
     """
     if fps is not None:
-        return float(fps), "user", []
+        return float(fps), "user", [], []
     if meta.fps is None:
         raise InputError(f"{meta.path}: the input stores no frame rate; pass the camera's capture rate with --fps")
-    notes = [
-        f"capture rate {meta.fps:g} fps taken from the {meta.fps_origin}; pass --fps if the camera recorded at another rate"
-    ]
-    return meta.fps, meta.fps_origin, notes
+    note = f"capture rate {meta.fps:g} fps taken from the {meta.fps_origin}; pass --fps if the camera recorded at another rate"
+    return meta.fps, meta.fps_origin, [note], list(meta.rate_warnings)
 
 
 def _pyramid_for(
@@ -222,35 +226,28 @@ def recover(
         src.close()
 
 
-def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started: float) -> Recovery:
-    meta = src.meta
-    notes = list(meta.notes)
-    fps, fps_origin, fps_notes = resolve_fps(meta, opts.fps)
-    if fps_origin == "user":  # the container's rate is irrelevant then
-        notes = [n for n in notes if "fps" not in n]
-    notes = fps_notes + notes
-    if meta.frame_count_exact and meta.frame_count is not None and meta.frame_count < MIN_FRAMES:
-        raise InputError(f"{meta.path}: {meta.frame_count} frames; at least {MIN_FRAMES} are needed")
-    roi = check_roi(opts.roi, width=meta.width, height=meta.height)
-    shape = prepared_shape(roi, opts.downsample)
-    chunk = opts.chunk_frames or default_chunk_frames(shape)
-    highpass_hz = default_highpass_hz(fps) if opts.highpass_hz is None else float(opts.highpass_hz)
-    if highpass_hz >= fps / 2:
-        raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
+def _measure(
+    src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool
+) -> tuple[SteerablePyramid, list[BandReference] | None, np.ndarray]:
+    """Stream every frame through the pyramid and the motion stage.
 
-    def frames(start: int = 0, stop: int | None = None, label: str = "frames"):
-        return stream_frames(
-            src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, start=start, stop=stop,
-            progress=progress, description=label,
-        )
+    Returns the pyramid, the prepared references (None for the 2014 recipe) and
+    the per-frame band measurements: ``(frames, bands, 2)`` normal-equation sums,
+    or ``(frames, bands)`` 2014 band signals.
+    """
+    chunk = opts.chunk_frames or default_chunk_frames(shape)
+
+    def frames(start: int, stop: int | None, label: str):
+        return stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, start=start, stop=stop,
+                             progress=progress, description=label)
 
     # Reference: the mean of the first frames (the 2014 recipe: frame 0 alone).
     n_ref = 1 if opts.method == "davis2014" else opts.reference_frames
-    first_frames = [block for _, block in frames(0, n_ref, "reference")]
-    if not first_frames:
-        raise InputError(f"{meta.path}: no frame could be decoded")
-    first_frames = np.concatenate(first_frames)
-    threads = opts.workers or os.cpu_count() or 1
+    blocks = [block for _, block in frames(0, n_ref, "reference")]
+    if not blocks:
+        raise InputError(f"{src.meta.path}: no frame could be decoded")
+    first_frames = np.concatenate(blocks)
+    threads = opts.threads or os.cpu_count() or 1
     # Chunks run in parallel threads, so each FFT uses one.
     pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1 if threads > 1 else None)
     first_bands = pyramid.bands(first_frames)
@@ -266,14 +263,54 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     del first_bands
     rest = (block for _, block in frames(first_frames.shape[0], None, "recovering"))
     per_chunk += map_ordered(lambda block: measure(pyramid.bands(block)), rest, threads=threads)
-    count = sum(chunk.shape[0] for chunk in per_chunk)
+    return pyramid, prepared, np.concatenate(per_chunk)
+
+
+def _denoise(sound: np.ndarray, *, fps: float, opts: RecoverOptions) -> tuple[np.ndarray, list[float], list[str]]:
+    """The optional denoiser: the sound, the steady tones it kept, and what to tell the user."""
+    if opts.denoise == "none":
+        return sound, [], []
+    sound, kept = spectral_subtraction(sound, fps=fps)
+    notes = []
+    if kept:
+        notes.append("spectral subtraction kept steady tones at " + ", ".join(f"{f:.0f} Hz" for f in kept)
+                     + " (it would have erased them)")
+    return sound, kept, notes
+
+
+def _at_output_rate(sound: np.ndarray, *, fps: float, opts: RecoverOptions) -> tuple[np.ndarray, int, list[str]]:
+    """The WAV's samples (peak-normalised) and rate, and what to tell the user."""
+    if opts.rate != "native":
+        rate_hz = int(opts.rate)
+        return normalize_peak(resample(sound, rate_in_hz=fps, rate_out_hz=rate_hz)), rate_hz, []
+    rate_hz = int(round(fps))
+    notes = []
+    if abs(rate_hz - fps) > 1e-6 * fps:
+        notes.append(f"WAV files store whole-number rates: the native {fps:g} Hz is written as {rate_hz} Hz "
+                     f"({abs(rate_hz - fps) / fps:.4%} pitch error); the default standard rate converts exactly")
+    return normalize_peak(sound), rate_hz, notes
+
+
+def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started: float) -> Recovery:
+    meta = src.meta
+    fps, fps_origin, notes, warnings = resolve_fps(meta, opts.fps)
+    warnings += meta.warnings
+    if meta.frame_count_exact and meta.frame_count is not None and meta.frame_count < MIN_FRAMES:
+        raise InputError(f"{meta.path}: {meta.frame_count} frames; at least {MIN_FRAMES} are needed")
+    roi = check_roi(opts.roi, width=meta.width, height=meta.height)
+    shape = prepared_shape(roi, opts.downsample)
+    highpass_hz = default_highpass_hz(fps) if opts.highpass_hz is None else float(opts.highpass_hz)
+    if highpass_hz >= fps / 2:
+        raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
+
+    pyramid, prepared, measured = _measure(src, opts, roi, shape, progress)
+    count = measured.shape[0]
     if count < MIN_FRAMES:
         raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
     if not meta.frame_count_exact and meta.frame_count is not None and meta.frame_count != count:
         notes.append(f"the header claims {meta.frame_count} frames; {count} decoded, and those were used")
-    measured = np.concatenate(per_chunk)
 
-    direction: float | None
+    direction: float | None = None
     if prepared is not None:
         fisher = np.stack([r.fisher for r in prepared])
         motion = project_band_motion(measured, fisher, fps=fps, highpass_hz=highpass_hz)
@@ -284,53 +321,12 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         band_signals, direction = motion.signals_px, motion.direction_deg
         displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz)
     else:
-        band_signals, direction = measured.T, None
+        band_signals = measured.T
         combo = davis2014_combine(band_signals)
         displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz, zero_phase=False)
 
-    return _finish(
-        displacement, band_signals, combo, direction, pyramid, src, opts, fps, fps_origin, highpass_hz,
-        shape, count, notes, started,
-    )
-
-
-def _finish(
-    displacement: np.ndarray,
-    band_signals: np.ndarray,
-    combo: Combination,
-    direction: float | None,
-    pyramid: SteerablePyramid,
-    src: FrameSource,
-    opts: RecoverOptions,
-    fps: float,
-    fps_origin: str,
-    highpass_hz: float,
-    shape: tuple[int, int],
-    count: int,
-    notes: list[str],
-    started: float,
-) -> Recovery:
-    """Audio post-processing and packaging of the result."""
-    sound = displacement
-    kept: list[float] = []
-    if opts.denoise == "spectral":
-        sound, kept = spectral_subtraction(sound, fps=fps)
-        if kept:
-            notes.append(
-                "spectral subtraction kept steady tones at " + ", ".join(f"{f:.0f} Hz" for f in kept)
-                + " (it would have erased them)"
-            )
-    if opts.rate == "native":
-        rate_hz = int(round(fps))
-        if abs(rate_hz - fps) > 1e-6 * fps:
-            notes.append(
-                f"WAV files store whole-number rates: the native {fps:g} Hz is written as {rate_hz} Hz "
-                f"({abs(rate_hz - fps) / fps:.4%} pitch error); the default standard rate converts exactly"
-            )
-        audio = normalize_peak(sound)
-    else:
-        rate_hz = int(opts.rate)
-        audio = normalize_peak(resample(sound, rate_in_hz=fps, rate_out_hz=rate_hz))
+    sound, kept, denoise_notes = _denoise(displacement, fps=fps, opts=opts)
+    audio, rate_hz, rate_notes = _at_output_rate(sound, fps=fps, opts=opts)
     return Recovery(
         audio=audio,
         rate_hz=rate_hz,
@@ -347,10 +343,11 @@ def _finish(
         noise_floor_px=combo.noise_floor_px,
         frames=count,
         frame_shape=shape,
-        meta=src.meta,
+        meta=meta,
         options=opts,
         highpass_hz=highpass_hz,
         wall_s=time.perf_counter() - started,
-        warnings=notes,
+        notes=notes + denoise_notes + rate_notes,
+        warnings=warnings,
         kept_tones_hz=kept,
     )

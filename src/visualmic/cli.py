@@ -64,9 +64,12 @@ def _parse_downsample(value: float) -> int:
     return int(round(factor))
 
 
-def _note(lines: list[str], quiet: bool) -> None:
+def _tell(notes: list[str], warnings: list[str], quiet: bool) -> None:
+    """Warnings always reach stderr; notes unless ``--quiet``."""
+    for line in warnings:
+        click.echo(f"visualmic: warning: {line}", err=True)
     if not quiet:
-        for line in lines:
+        for line in notes:
             click.echo(f"visualmic: note: {line}", err=True)
 
 
@@ -96,12 +99,13 @@ def main() -> None:
 @click.option("--border", "border_px", type=float, default=RecoverOptions.border_px, show_default=True,
               help="Pixels over which weights fade out at the frame's edges.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes.")
+@click.option("--threads", type=int, default=None, help="Threads processing chunks [default: all cores].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes (warnings still show).")
 @_friendly
 def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
                     scales: int | None, orientations: int, method: str, reference_frames: int,
                     highpass_hz: float | None, denoise: str, rate: str, border_px: float,
-                    as_json: bool, quiet: bool) -> None:
+                    threads: int | None, as_json: bool, quiet: bool) -> None:
     """Recover the sound in VIDEO and write it to a WAV file.
 
     VIDEO is any video FFmpeg decodes, a .npy array (frames, rows, cols), a
@@ -121,11 +125,12 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         denoise=denoise,
         rate=_parse_rate(rate),
         border_px=border_px,
+        threads=threads,
     )
     result = recover(video, options=options, progress=not quiet)
     native = options.rate == "native"
     write_wav(output, result.audio, rate_hz=result.rate_hz, subtype="FLOAT" if native else "PCM_16")
-    _note(result.warnings, quiet)
+    _tell(result.notes, result.warnings, quiet)
     summary = dict(result.summary(), output=str(output))
     if as_json:
         click.echo(json.dumps(summary, indent=2))

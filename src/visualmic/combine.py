@@ -20,6 +20,7 @@ import scipy.signal
 from .audio import highpass
 
 GAIN_PRIOR_VAR = 0.25  # prior spread of a band's gain around 1 (a standard deviation of 0.5)
+EXCESS_THRESHOLD = 2.0  # a band's measured noise variance overrides the model's beyond this ratio
 
 __all__ = ["BandMotion", "Combination", "project_band_motion", "combine_bands", "davis2014_combine"]
 
@@ -104,8 +105,13 @@ def project_band_motion(sums: np.ndarray, fisher: np.ndarray, *, fps: float, hig
     total = fisher.sum(axis=0)
     joint = -np.linalg.solve(total, sums.sum(axis=1).T)  # (2, frames): y, x
     filtered = highpass(joint, fps=fps, cutoff_hz=highpass_hz)
-    _, vecs = np.linalg.eigh(filtered @ filtered.T)
-    u = vecs[:, -1]  # (uy, ux), rows grow downwards
+    # The joint estimate's noise covariance is proportional to total^-1 and anisotropic
+    # (larger where the texture has less detail): with C = P u u' + s2 N, the top
+    # generalised eigenvector v of (C, N) gives u ~ N v, free of that bias.
+    noise = np.linalg.inv(total)
+    _, vecs = scipy.linalg.eigh(filtered @ filtered.T, noise)
+    u = noise @ vecs[:, -1]
+    u /= np.linalg.norm(u)  # (uy, ux), rows grow downwards
     if u[1] < 0 or (abs(u[1]) < 1e-12 and u[0] > 0):
         u = -u
     information = np.einsum("i,bij,j->b", u, fisher, u)
@@ -123,11 +129,16 @@ def _shift(x: np.ndarray, lag: int) -> np.ndarray:
 
 
 def _best_lag(x: np.ndarray, reference: np.ndarray, max_lag: int) -> int:
-    """Lag within ``±max_lag`` that maximises ``|<x[t + lag], reference[t]>|``."""
-    inner = max_lag
-    core = slice(inner, x.size - inner)
-    scores = [abs(np.dot(_shift(x, lag)[core], reference[core])) for lag in range(-max_lag, max_lag + 1)]
-    return int(np.argmax(scores)) - max_lag
+    """Lag within ``±max_lag`` that maximises ``|corr(x[t + lag], reference[t])|``, 0 unless
+    that correlation beats lag 0's by three standard errors (noise must not move a band)."""
+    core = slice(max_lag, x.size - max_lag)
+    ref = reference[core]
+    norm = np.sqrt(np.dot(ref, ref) * np.dot(x[core], x[core])) or 1.0
+    scores = np.array([abs(np.dot(_shift(x, lag)[core], ref)) / norm for lag in range(-max_lag, max_lag + 1)])
+    best = int(np.argmax(scores))
+    if scores[best] - scores[max_lag] < 3.0 / np.sqrt(ref.size):
+        return 0
+    return best - max_lag
 
 
 def _unit_gain_weights(cov: np.ndarray, gains: np.ndarray) -> np.ndarray:
@@ -147,11 +158,12 @@ def combine_bands(
 ) -> Combination:
     """Generalised least-squares combination of band signals, with measured noise, signs and lags.
 
-    Model: ``s_b(t) = g_b s(t - lag_b) + n_b(t)``. The noise covariance has the
-    correlations ``K`` predicts for white pixel noise (overlapping bands share
-    noise) and each band's variance as measured from its residual, so a band
-    with extra noise (aliasing, specularities, codec damage: anything the
-    white-noise model misses) is weighted by what it really delivers. The gains (with their sign) are regressed on the combined
+    Model: ``s_b(t) = g_b s(t - lag_b) + n_b(t)``. The noise covariance is the
+    one ``K`` predicts for white pixel noise (overlapping bands share noise), at
+    the pixel-noise level measured from the residuals; a band whose residual
+    shows more than twice its predicted noise (aliasing, specularities, codec
+    damage: anything the white-noise model misses) gets its measured variance,
+    so it is weighted by what it really delivers. The gains (with their sign) are regressed on the combined
     signal with the bias from its own noise removed; lags within ``±max_lag``.
 
     Parameters
@@ -177,7 +189,7 @@ def combine_bands(
     ...                   s + 3.0 * rng.standard_normal(4000)])
     >>> c = combine_bands(bands, noise_covariance=np.eye(3), fps=2200, highpass_hz=0)
     >>> np.round(c.weights, 2).tolist()  # the flipped band counts, the noisy one hardly
-    [0.51, -0.51, 0.0]
+    [0.5, -0.5, 0.0]
     """
     signals = np.asarray(signals, dtype=np.float64)
     n_bands, n = signals.shape
@@ -190,73 +202,97 @@ def combine_bands(
     model = model + np.eye(n_bands) * 1e-9 * np.trace(model) / n_bands
     scale = np.sqrt(np.diag(model))
     correlation = model / np.outer(scale, scale)
-    gains = _initial_gains(analysed, model)
+    gains = _initial_signs(analysed, model)
     lags = np.zeros(n_bands, dtype=int)
-    cov = model  # absolute noise covariance, px²: the model's correlations, measured variances
+    cov = model
     core = slice(max_lag, n - max_lag)
-    for _ in range(iterations):
-        weights = _unit_gain_weights(cov, gains)
+    for iteration in range(iterations):
         aligned = np.stack([_shift(analysed[b], lags[b]) for b in range(n_bands)])[:, core]
-        combined = weights @ aligned
-        # Each band's noise variance from its residual: a residual keeps the share
-        # diag(P C P') / diag(C) of the band's noise, P = I - g w' (the combination
-        # absorbs the rest).
-        proj = np.eye(n_bands) - np.outer(gains, weights)
-        kept = np.einsum("ij,jk,ik->i", proj, cov, proj) / np.diag(cov)
-        residual = np.mean((aligned - gains[:, None] * combined) ** 2, axis=1)
-        variance = np.maximum(residual / np.maximum(kept, 1e-3), 1e-30)
-        # No band is quieter than the white-noise model says, at the pixel-noise scale of
-        # the bands that carry the combination (this also pins down what residuals alone
-        # cannot separate when only two bands carry the signal).
-        pixel_noise = _weighted_median(variance / np.diag(model), np.abs(weights * gains))
-        variance = np.maximum(variance, pixel_noise * np.diag(model))
-        cov = correlation * np.sqrt(np.outer(variance, variance))
+        cov = _noise_covariance(aligned, model, correlation, cov, gains)
         weights = _unit_gain_weights(cov, gains)
-        combined = weights @ aligned
-        # Gains, unbiased: E<x_b, s> = g_b P + (C w)_b and E<s, s> = P + w'Cw.
-        noise_in_combined = float(weights @ cov @ weights)
-        signal_power = float(np.mean(combined**2)) - noise_in_combined
-        if signal_power > 3 * noise_in_combined / np.sqrt(combined.size):  # a signal is there to measure
-            measured_gains = (aligned @ combined / combined.size - cov @ weights) / signal_power
-            # Shrink towards the calibrated prior (1: every band measures pixels) by each
-            # estimate's uncertainty, so that noise cannot flip a weak band's sign.
-            gain_var = variance * (signal_power + noise_in_combined) / (combined.size * signal_power**2)
-            gains = (measured_gains / gain_var + 1.0 / GAIN_PRIOR_VAR) / (1.0 / gain_var + 1.0 / GAIN_PRIOR_VAR)
-            gains[np.abs(gains) < 1e-6] = 1e-6
-            if max_lag:
-                lags = _align_lags(analysed, weights, lags, max_lag)
+        if iteration == 0:
+            # Gains once, against the consensus of the noise model's GLS: re-estimating
+            # them in a loop feeds a dominant band's own noise back into its weight.
+            gains = _leave_one_out_gains(aligned, weights, gains, cov)
+            weights = _unit_gain_weights(cov, gains)
+        if max_lag:
+            lags = _align_lags(analysed, weights, lags, max_lag)
     weights = _unit_gain_weights(cov, gains)
     signal = sum(weights[b] * _shift(signals[b], lags[b]) for b in range(n_bands))
     noise_px = np.sqrt(np.diag(cov))
     return Combination(np.asarray(signal), weights, lags, noise_px, float(np.sqrt(weights @ cov @ weights)))
 
 
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """Median of ``values`` where each counts with its weight."""
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    if cumulative[-1] <= 0:
-        return float(np.median(values))
-    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+def _noise_covariance(
+    aligned: np.ndarray, model: np.ndarray, correlation: np.ndarray, cov: np.ndarray, gains: np.ndarray
+) -> np.ndarray:
+    """Absolute band-noise covariance (px²): the model's, at the measured pixel-noise level,
+    with the measured variance for bands that show far more noise than predicted."""
+    n_bands = aligned.shape[0]
+    weights = _unit_gain_weights(cov, gains)
+    combined = weights @ aligned
+    # A residual keeps the share diag(P C P') / diag(C) of the band's noise, P = I - g w'
+    # (the combination absorbs the rest).
+    proj = np.eye(n_bands) - np.outer(gains, weights)
+    kept = np.einsum("ij,jk,ik->i", proj, cov, proj) / np.diag(cov)
+    residual = np.mean((aligned - gains[:, None] * combined) ** 2, axis=1)
+    measured = np.maximum(residual / np.maximum(kept, 1e-3), 1e-30)
+    # The model's variances are trusted unless a band measures more than EXCESS_THRESHOLD
+    # times its prediction: residual estimates are biased by some 10 % for a dominant band
+    # at low SNR, while real trouble (aliasing, codec damage, flicker) shows as 2-10x.
+    # The pixel-noise level is the smallest ratio: trouble only ever adds noise.
+    pixel_noise = float(np.min(measured / np.diag(model)))
+    predicted = pixel_noise * np.diag(model)
+    variance = np.where(measured > EXCESS_THRESHOLD * predicted, measured, predicted)
+    return correlation * np.sqrt(np.outer(variance, variance))
 
 
-def _initial_gains(analysed: np.ndarray, model: np.ndarray) -> np.ndarray:
-    """First gains (signs included): each band regressed on the most informative band.
+def _leave_one_out_gains(aligned: np.ndarray, weights: np.ndarray, gains: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Each band's gain against the combination of the *other* bands, shrunk towards its prior.
 
-    The best band (least model noise) is the most reliable reference for signs;
-    the estimates are shrunk towards 1 by their uncertainty. Regression dilution
-    makes them small for weak bands, which is the safe side: the loop in
-    :func:`combine_bands` then re-estimates them without bias.
+    The noise shared with the other bands (overlapping bands) is removed from
+    the cross-product, the others' own noise from their power; the estimate is
+    then shrunk towards the prior (the current gain: 1, or -1 for a band found
+    flipped) by its uncertainty, so that noise cannot move a weak band's gain.
+    """
+    n = aligned.shape[1]
+    new = gains.copy()
+    for b in range(aligned.shape[0]):
+        others_w = weights.copy()
+        others_w[b] = 0.0
+        norm = float(others_w @ gains)
+        if abs(norm) < 1e-6:
+            continue
+        others_w /= norm  # unit-gain combination of the other bands
+        others = others_w @ aligned
+        others_noise = float(others_w @ cov @ others_w)
+        power = float(others @ others) / n - others_noise
+        if power <= 3 * others_noise / np.sqrt(n):  # no signal to measure against
+            continue
+        estimate = (float(aligned[b] @ others) / n - float(cov[b] @ others_w)) / power
+        variance = cov[b, b] * (power + others_noise) / (n * power**2)
+        new[b] = (estimate / variance + gains[b] / GAIN_PRIOR_VAR) / (1.0 / variance + 1.0 / GAIN_PRIOR_VAR)
+    new[np.abs(new) < 1e-6] = 1e-6
+    return new
+
+
+def _initial_signs(analysed: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Prior gains: -1 for bands clearly flipped against the most informative band, else 1.
+
+    A band's regression on the best band (least model noise) must be negative by
+    more than three standard errors to count as flipped.
     """
     best = int(np.argmin(np.diag(model)))
     reference = analysed[best]
     energy = float(reference @ reference)
+    signs = np.ones(analysed.shape[0])
     if energy <= 0:
-        return np.ones(analysed.shape[0])
-    measured = analysed @ reference / energy
-    variance = np.mean(analysed**2, axis=1) / np.mean(reference**2) / analysed.shape[1]
-    variance = np.maximum(variance, 1e-300)
-    return (measured / variance + 1.0 / GAIN_PRIOR_VAR) / (1.0 / variance + 1.0 / GAIN_PRIOR_VAR)
+        return signs
+    slope = analysed @ reference / energy
+    residual = np.mean((analysed - slope[:, None] * reference) ** 2, axis=1)
+    stderr = np.sqrt(residual / energy)
+    signs[slope < -3 * stderr] = -1.0
+    return signs
 
 
 def _align_lags(analysed: np.ndarray, weights: np.ndarray, lags: np.ndarray, max_lag: int) -> np.ndarray:

@@ -52,7 +52,7 @@ class RecoverOptions:
         Width (pixels) over which the weights fade out at the frame's edges.
     chunk_frames : int or None
         Frames per chunk; None sizes chunks to about 1 MB of frames (cache-sized).
-    workers : int or None
+    threads : int or None
         Threads that process chunks in parallel (None: all cores).
     """
 
@@ -69,7 +69,7 @@ class RecoverOptions:
     max_lag: int = 2
     border_px: float = 0.0
     chunk_frames: int | None = None
-    workers: int | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.fps is not None and not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):

@@ -43,8 +43,11 @@ class Meta:
         Frame rate stored in the file, None when the format has none.
     fps_origin : str
         Where ``fps`` came from (``"container"``, ``"header"``, ``"none"``).
-    notes : list of str
-        Facts about the file worth telling the user (playback rates, lossy codecs).
+    warnings : list of str
+        What about the file may spoil a recovery (a lossy codec...).
+    rate_warnings : list of str
+        Doubts about ``fps`` (a playback rate, a container that cannot store the
+        rate); they matter only when the user does not give the rate.
     """
 
     path: str
@@ -58,7 +61,8 @@ class Meta:
     fps_origin: str = "none"
     codec: str | None = None
     lossy: bool | None = None
-    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rate_warnings: list[str] = field(default_factory=list)
 
 
 def grey_from_channels(frames: np.ndarray, channel_axis: bool) -> np.ndarray:

@@ -85,20 +85,20 @@ class VideoSource(FrameSource):
     def _note_container_quirks(self) -> None:
         meta = self.meta
         if meta.lossy:
-            meta.notes.append(
+            meta.warnings.append(
                 f"the video is compressed with {meta.codec}, a lossy codec: it quantises away part of "
                 "the sub-pixel motion; record raw or lossless (FFV1, PNG) footage where possible"
             )
         if meta.fps is None:
             return
         if meta.format == "matroska" and abs(1000.0 / meta.fps - round(1000.0 / meta.fps)) > 1e-6:
-            meta.notes.append(
+            meta.rate_warnings.append(
                 f"Matroska stores timestamps in milliseconds and cannot represent {meta.fps:g} fps exactly"
             )
         if meta.format == "avi" and meta.fps >= 599.0:
-            meta.notes.append("FFmpeg's AVI writer stores at most 600 fps, so this rate may be a cap")
+            meta.rate_warnings.append("FFmpeg's AVI writer stores at most 600 fps, so this rate may be a cap")
         if meta.fps <= 120.0:
-            meta.notes.append(f"{meta.fps:g} fps looks like a playback rate, not a high-speed capture rate")
+            meta.rate_warnings.append(f"{meta.fps:g} fps looks like a playback rate, not a high-speed capture rate")
 
     def _chunks(
         self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
