@@ -32,7 +32,7 @@ import soundfile
 
 import visualmic
 from visualmic.metrics import snr_db
-from visualmic.synth import Camera, melody, rigid_scene
+from visualmic.synth import Camera, make_scene, melody
 
 RESULTS = Path(__file__).parent / "results"
 FPS = 2200.0
@@ -41,8 +41,8 @@ BAND = (80.0, 1000.0)
 
 def measure(amplitude_px: float, noise: float, *, seconds: float, seed: int) -> dict:
     """SNR of both methods and the bound on one scene."""
-    scene = rigid_scene(
-        melody(seconds, rate_hz=FPS, seed=seed), fps=FPS, shape=(128, 128), amplitude_px=amplitude_px,
+    scene = make_scene(
+        melody(seconds, rate_hz=FPS, seed=seed), fps=FPS, size=(128, 128), amplitude_px=amplitude_px,
         camera=Camera(read_noise=noise, bit_depth=8), seed=seed,
     )
     frames = np.concatenate(list(scene.frames()))

@@ -40,7 +40,7 @@ import visualmic
 import visualmic.engine
 from visualmic.outputs import write_video
 from visualmic.pyramid import SteerablePyramid
-from visualmic.synth import procedural_texture, translated_frames
+from visualmic.synth import procedural_texture, moving_frames
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -59,7 +59,7 @@ def make_frames(size: int, count: int) -> np.ndarray:
     motion = 0.05 * np.sin(2 * np.pi * 440 * np.arange(count) / 2200)
     texture = procedural_texture((size, size), seed=1)
     rng = np.random.default_rng(0)
-    frames = np.concatenate(list(translated_frames(texture, motion)))
+    frames = np.concatenate(list(moving_frames(texture, motion)))
     return np.clip(np.rint(frames + rng.standard_normal(frames.shape)), 0, 255).astype(np.uint8)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from visualmic.synth import Camera, melody, rigid_scene
+from visualmic.synth import Camera, make_scene, melody
 
 CAMERA_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cameras"
 
@@ -16,8 +16,8 @@ CAMERA_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 def melody_scene():
     """A 2 s melody moving a 96x96 texture by 0.02 px peak, 8-bit, 2 grey levels of noise."""
     fps = 2200.0
-    return rigid_scene(
-        melody(2.0, rate_hz=fps, seed=2), fps=fps, shape=(96, 96), amplitude_px=0.02,
+    return make_scene(
+        melody(2.0, rate_hz=fps, seed=2), fps=fps, size=(96, 96), amplitude_px=0.02,
         camera=Camera(read_noise=2.0, bit_depth=8), seed=4,
     )
 

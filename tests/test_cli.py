@@ -106,3 +106,20 @@ def test_input_is_never_modified(tmp_path, clip):
     before = clip.read_bytes()
     CliRunner().invoke(main, ["recover", str(clip), "-o", str(tmp_path / "o.wav"), "--fps", "2200", "-q"])
     assert clip.read_bytes() == before
+
+
+def test_evaluate_reports_all_metrics(tmp_path):
+    rng = np.random.default_rng(0)
+    ref = np.convolve(rng.standard_normal(16000), np.ones(3) / 3, mode="same")
+    est = 0.5 * np.roll(ref, 20) + 0.05 * rng.standard_normal(16000)
+    soundfile.write(str(tmp_path / "ref.wav"), ref / 2, 8000, subtype="FLOAT")
+    soundfile.write(str(tmp_path / "est.wav"), est / 2, 8000, subtype="FLOAT")
+    r = run("evaluate", tmp_path / "est.wav", tmp_path / "ref.wav", "--json")
+    assert r.returncode == 0, r.stderr
+    figures = json.loads(r.stdout)
+    assert figures["snr_db"] == pytest.approx(10 * np.log10(0.25 * np.var(ref) / 0.0025), abs=0.5)
+    assert figures["lag_s"] == pytest.approx(20 / 8000) and figures["stoi"] > 0.9
+    table = run("evaluate", tmp_path / "est.wav", tmp_path / "ref.wav", "--band", "100,3000")
+    assert "segmental SNR" in table.stdout and "100-3000 Hz" in table.stdout
+    bad = run("evaluate", tmp_path / "est.wav", tmp_path / "missing.wav")
+    assert bad.returncode == 2 and "no such file" in bad.stderr

@@ -5,7 +5,7 @@ import visualmic
 from visualmic.combine import combine_bands
 from visualmic.errors import InputError
 from visualmic.metrics import snr_db
-from visualmic.synth import Camera, melody, rigid_scene
+from visualmic.synth import Camera, make_scene, melody
 
 BAND = (80.0, 1000.0)
 
@@ -24,7 +24,7 @@ def test_at_least_10_db_better_than_davis2014():
     """On a well-lit scene the 2014 recipe is capped near 10 dB by its causal high-pass
     and its equal band weights; this method follows the bound."""
     fps = 2200.0
-    scene = rigid_scene(melody(2.0, rate_hz=fps, seed=5), fps=fps, shape=(64, 64), amplitude_px=0.1,
+    scene = make_scene(melody(2.0, rate_hz=fps, seed=5), fps=fps, size=(64, 64), amplitude_px=0.1,
                         camera=Camera(read_noise=1.0), seed=2)
     frames = np.concatenate(list(scene.frames()))
     truth = scene.displacement_px
@@ -39,7 +39,7 @@ def test_at_least_10_db_better_than_davis2014():
 @pytest.mark.parametrize("direction", [90.0, -30.0])
 def test_motion_in_any_direction(direction):
     fps = 2200.0
-    scene = rigid_scene(melody(1.0, rate_hz=fps), fps=fps, shape=(64, 64), amplitude_px=0.05,
+    scene = make_scene(melody(1.0, rate_hz=fps), fps=fps, size=(64, 64), amplitude_px=0.05,
                         direction_deg=direction, camera=Camera(read_noise=1.0), seed=1)
     rec = visualmic.recover(np.concatenate(list(scene.frames())), fps=fps)
     assert np.isclose(rec.direction_deg % 180, direction % 180, atol=3)

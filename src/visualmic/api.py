@@ -209,10 +209,10 @@ def recover(
 
     Examples
     --------
-    >>> from visualmic.synth import procedural_texture, translated_frames
+    >>> from visualmic.synth import procedural_texture, moving_frames
     >>> t = np.arange(2200) / 2200
     >>> motion = 0.05 * np.sin(2 * np.pi * 440 * t)
-    >>> frames = np.concatenate(list(translated_frames(procedural_texture((64, 64)), motion)))
+    >>> frames = np.concatenate(list(moving_frames(procedural_texture((64, 64)), motion)))
     >>> rec = recover(frames, fps=2200)
     >>> rec.rate_hz, rec.audio.dtype, round(rec.direction_deg)
     (48000, dtype('float32'), 0)

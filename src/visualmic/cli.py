@@ -23,7 +23,7 @@ from .config import DENOISERS, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .errors import InputError
 from .outputs import VIDEO_CODECS, write_json, write_video, write_wav
 from .sources.base import parse_roi
-from .synth import Camera, melody, rigid_scene
+from .synth import Camera, load_texture, make_scene, melody
 
 __all__ = ["main"]
 
@@ -185,55 +185,132 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("--fps", type=float, required=True, help="Capture rate of the simulated camera.")
 @click.option("--duration", "duration_s", type=float, default=2.0, show_default=True, help="Seconds, for built-in sounds.")
 @click.option("--size", default="128x128", show_default=True, help="Frame size WxH.")
+@click.option("--texture", default="procedural", show_default=True, help="'procedural' or an image file.")
+@click.option("--mode", type=click.Choice(["rigid", "membrane", "opposite"]), default="rigid", show_default=True,
+              help="Spatial shape of the motion: rigid, a drum's fundamental mode, two halves in opposition.")
 @click.option("--amplitude", "amplitude_px", type=float, default=0.02, show_default=True, help="Peak motion in pixels.")
 @click.option("--direction", "direction_deg", type=float, default=0.0, show_default=True, help="Degrees from the x axis.")
-@click.option("--noise", "read_noise", type=float, default=1.0, show_default=True, help="Read noise, grey levels (std).")
+@click.option("--noise", "read_noise", type=float, default=1.0, show_default=True,
+              help="Read noise, grey levels of the output bit depth (std).")
 @click.option("--shot-noise", type=float, default=0.0, show_default=True, help="Photon noise at full scale, grey levels (std).")
-@click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True)
+@click.option("--bit-depth", type=click.Choice(["8", "12", "16"]), default="8", show_default=True)
 @click.option("--codec", type=click.Choice(sorted(VIDEO_CODECS)), default=None, help="[default: from the file's suffix]")
+@click.option("--quality", type=int, default=None, help="Lossy codecs: H.264 CRF (0-51) or MJPEG qscale (2-31).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 @_friendly
-def synth_command(audio: str, output: Path, fps: float, duration_s: float, size: str, amplitude_px: float,
-                  direction_deg: float, read_noise: float, shot_noise: float, bit_depth: str, codec: str | None,
-                  seed: int, quiet: bool) -> None:
+def synth_command(audio: str, output: Path, fps: float, duration_s: float, size: str, texture: str, mode: str,
+                  amplitude_px: float, direction_deg: float, read_noise: float, shot_noise: float, bit_depth: str,
+                  codec: str | None, quality: int | None, seed: int, quiet: bool) -> None:
     """Render a video of a textured surface moving with AUDIO.
 
-    AUDIO is a sound file, 'melody' or 'tone:HZ'. Next to the video go the true
-    motion as a WAV at the capture rate (NAME.truth.wav) and a JSON sidecar
-    (NAME.json) with the scene and its Cramér-Rao bound.
+    AUDIO is a sound file, 'melody' or 'tone:HZ'. Motion is exact and sub-pixel
+    (band-limited shifts), then camera noise and quantisation are applied. Next to
+    the video go the true motion as a WAV at the capture rate (NAME.truth.wav,
+    pixels / amplitude) and a JSON sidecar (NAME.json) with the scene and its
+    Cramér-Rao bound: the best SNR any unbiased estimator can reach on it.
     """
     if not (math.isfinite(fps) and fps > 0):
         raise InputError(f"frame rate must be positive, got {fps:g}")
+    if not (math.isfinite(amplitude_px) and amplitude_px > 0):
+        raise InputError(f"amplitude must be a positive number of pixels, got {amplitude_px:g}")
     suffix = output.suffix.lower()
-    codec = codec or {".mkv": "ffv1", ".avi": "ffv1", ".mov": "png", ".mp4": "h264"}.get(suffix, "ffv1")
     if suffix not in (".npy", ".mkv", ".avi", ".mov", ".mp4"):
         raise InputError(f"{output}: write a .mkv, .mov, .mp4, .avi or .npy file")
+    codec = codec or {".mkv": "ffv1", ".avi": "ffv1", ".mov": "png", ".mp4": "h264"}.get(suffix, "ffv1")
+    rows_cols = _parse_size(size)
     signal = _load_audio(audio, fps=fps, duration_s=duration_s)
     camera = Camera(read_noise=read_noise, shot_noise=shot_noise, bit_depth=int(bit_depth))
-    scene = rigid_scene(signal, fps=fps, shape=_parse_size(size), amplitude_px=amplitude_px,
-                        direction_deg=direction_deg, camera=camera, seed=seed)
-    count = write_video(output, scene.frames(), fps=fps, codec=codec, frame_count=scene.displacement_px.size)
+    image = None if texture == "procedural" else load_texture(texture, rows_cols)
+    scene = make_scene(signal, fps=fps, size=rows_cols, amplitude_px=amplitude_px, direction_deg=direction_deg,
+                       mode=mode, camera=camera, texture=image, seed=seed)
+    count = write_video(output, scene.frames(), fps=fps, codec=codec, quality=quality,
+                        frame_count=scene.displacement_px.size)
     stem = output.with_suffix("")
     truth_path = stem.with_name(stem.name + ".truth.wav")
-    write_wav(truth_path, scene.displacement_px / max(amplitude_px, 1e-30), rate_hz=int(round(fps)), subtype="FLOAT")
+    write_wav(truth_path, scene.displacement_px / amplitude_px, rate_hz=int(round(fps)), subtype="FLOAT")
     band = (80.0, min(1000.0, 0.48 * fps))
     sidecar = {
         "visualmic_version": __version__,
         "video": output.name,
         "truth": truth_path.name,
+        "truth_scale_px": amplitude_px,
         "frames": count,
         "fps": fps,
-        "size": {"width": scene.texture.shape[1], "height": scene.texture.shape[0]},
+        "size": {"width": rows_cols[1], "height": rows_cols[0]},
+        "texture": texture,
+        "mode": mode,
         "amplitude_px": amplitude_px,
         "direction_deg": direction_deg,
         "camera": {"read_noise": read_noise, "shot_noise": shot_noise, "bit_depth": int(bit_depth)},
         "codec": "npy" if suffix == ".npy" else codec,
+        "quality": quality,
         "seed": seed,
         "cramer_rao_variance_px2": scene.cramer_rao_variance(),
         "bound_snr_db": {"band_hz": list(band), "snr_db": scene.bound_snr_db(band)},
+        "bound_note": "for the lossless frames; a lossy codec loses more" if codec in ("mjpeg", "h264") else "",
     }
     write_json(stem.with_name(stem.name + ".json"), sidecar)
     if not quiet:
         click.echo(f"{output}: {count} frames at {fps:g} fps; truth in {truth_path.name}; "
                    f"bound {sidecar['bound_snr_db']['snr_db']:.1f} dB in {band[0]:g}-{band[1]:g} Hz", err=True)
+
+
+def _read_wav(path: Path) -> tuple[np.ndarray, int]:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        data, rate = soundfile.read(str(path), always_2d=True)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable audio file ({exc})") from None
+    if data.shape[0] < 16:
+        raise InputError(f"{path}: too short to evaluate ({data.shape[0]} samples)")
+    return data.mean(axis=1), rate
+
+
+def _parse_band(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"band {text!r} must be LO,HI in Hz, for example 80,1000") from None
+    if not (0 <= lo < hi and math.isfinite(hi)):
+        raise InputError(f"band {text!r}: need 0 <= LO < HI")
+    return lo, hi
+
+
+@main.command("evaluate")
+@click.argument("recovered", type=click.Path(path_type=Path))
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.option("--band", default=None, metavar="LO,HI", help="Compare only within this band (Hz).")
+@click.option("--max-lag", "max_lag_s", type=float, default=1.0, show_default=True, help="Largest offset searched (s).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@_friendly
+def evaluate_command(recovered: Path, reference: Path, band: str | None, max_lag_s: float, as_json: bool) -> None:
+    """Compare a RECOVERED sound with the REFERENCE (truth): SNR, segmental SNR, LLR, STOI.
+
+    Both go to the lower of their two rates; the reference is delayed, sign-flipped
+    and scaled to match best, since a video cannot tell any of the three.
+    """
+    from .metrics import evaluate
+
+    rec, rec_rate = _read_wav(recovered)
+    ref, ref_rate = _read_wav(reference)
+    result = evaluate(rec, rec_rate, ref, ref_rate, band_hz=_parse_band(band), max_lag_s=max_lag_s)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    stoi = "n/a (pip install pystoi)" if result.stoi is None else f"{result.stoi:.3f}"
+    band_text = "full band" if result.band_hz is None else f"{result.band_hz[0]:g}-{result.band_hz[1]:g} Hz"
+    rows = [
+        ("compared at", f"{result.rate_hz:g} Hz, {band_text}"),
+        ("best lag", f"{result.lag_s * 1000:+.2f} ms"),
+        ("gain (sign)", f"{result.gain:+.4g}"),
+        ("SNR", f"{result.snr_db:.2f} dB"),
+        ("segmental SNR", f"{result.segmental_snr_db:.2f} dB"),
+        ("LLR (lower is better)", f"{result.llr:.3f}"),
+        ("STOI", stoi),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:>22}  {value}")

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.fft
+import scipy.special
+from scipy.special import factorial
 
 from .audio import bandpass_power
 
 __all__ = [
     "Camera",
     "procedural_texture",
-    "translated_frames",
+    "moving_frames",
+    "mode_shape",
     "cramer_rao_variance",
     "cramer_rao_snr_db",
     "melody",
     "Scene",
-    "rigid_scene",
+    "make_scene",
+    "load_texture",
 ]
 
 
@@ -103,47 +108,117 @@ def procedural_texture(
     return mean + contrast * texture
 
 
-def translated_frames(
-    texture: np.ndarray, displacement_px: np.ndarray, *, direction_deg: float = 0.0, chunk_frames: int = 256
+def _directional_frequencies(shape: tuple[int, int], direction_deg: float) -> np.ndarray:
+    """Frequency (cycles/px) along the direction of motion, for every bin of an ``rfft2``."""
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    theta = np.deg2rad(direction_deg)
+    return fx * np.cos(theta) - fy * np.sin(theta)  # rows grow downwards
+
+
+def mode_shape(kind: str, shape: tuple[int, int]) -> np.ndarray:
+    """Spatial shape of the motion: how much each pixel moves per unit of the sound.
+
+    Parameters
+    ----------
+    kind : {"rigid", "membrane", "opposite"}
+        ``"rigid"``: everything moves together. ``"membrane"``: the fundamental mode
+        of a circular drum (Bessel J0) of radius 0.4 x the smaller side, the
+        background still. ``"opposite"``: the left half moves one way, the right
+        half the other (a smooth 8-pixel transition), as in a vibration mode
+        whose global sum cancels.
+    shape : tuple of int
+        Rows and columns.
+
+    Examples
+    --------
+    >>> phi = mode_shape("opposite", (8, 64))
+    >>> float(phi[0, 0]), float(phi[0, -1])
+    (1.0, -1.0)
+    """
+    rows, cols = shape
+    y, x = np.mgrid[0:rows, 0:cols].astype(float)
+    if kind == "rigid":
+        return np.ones(shape)
+    if kind == "membrane":
+        radius = 0.4 * min(shape)
+        r = np.hypot(y - (rows - 1) / 2, x - (cols - 1) / 2)
+        return np.where(r < radius, scipy.special.j0(2.404825557695773 * r / radius), 0.0)
+    if kind == "opposite":
+        return -np.tanh((x - (cols - 1) / 2) / 4.0) / np.tanh((cols - 1) / 8.0)
+    raise ValueError(f"unknown mode shape {kind!r}: rigid, membrane or opposite")
+
+
+TAYLOR_TERMS = 8
+
+
+def moving_frames(
+    texture: np.ndarray,
+    displacement_px: np.ndarray,
+    *,
+    direction_deg: float = 0.0,
+    shape: np.ndarray | None = None,
+    chunk_frames: int = 256,
 ) -> Iterator[np.ndarray]:
-    """Yield chunks of a periodic texture shifted exactly (Fourier shift) by sub-pixel amounts.
+    """Yield chunks of a periodic texture moved by sub-pixel amounts, band-limited and exact.
+
+    Frame t is ``I(x - u * shape(x) * d[t])``: with no ``shape`` (rigid motion), an
+    exact Fourier shift; otherwise a Taylor series of the same band-limited shift
+    with spectrally exact derivatives, ``sum_n (-shape d)^n / n! (u.grad)^n I``
+    (8 terms: error below 1e-6 of the texture's contrast while ``d |k| <= 1`` rad).
 
     Parameters
     ----------
     texture : ndarray
         Periodic 2-D texture.
     displacement_px : ndarray
-        Displacement of every frame in pixels, along ``direction_deg``.
+        The sound: displacement of every frame, pixels, where ``shape`` is 1.
     direction_deg : float
         Direction of motion, degrees counter-clockwise from the x axis (columns);
         90 is up the image (towards row 0).
+    shape : ndarray, optional
+        Mode shape (see :func:`mode_shape`); None for rigid motion.
     chunk_frames : int
         Frames per yielded chunk.
 
     Examples
     --------
     >>> tex = procedural_texture((32, 32))
-    >>> chunk = next(translated_frames(tex, np.array([0.0, 1.0])))
+    >>> chunk = next(moving_frames(tex, np.array([0.0, 1.0])))
     >>> bool(np.allclose(chunk[1], np.roll(tex, 1, axis=1)))
     True
     """
     spec = scipy.fft.rfft2(texture)
-    fy = np.fft.fftfreq(texture.shape[0])[:, None]
-    fx = np.fft.rfftfreq(texture.shape[1])[None, :]
-    theta = np.deg2rad(direction_deg)
-    k_dir = fx * np.cos(theta) - fy * np.sin(theta)  # rows grow downwards
+    k_dir = _directional_frequencies(texture.shape, direction_deg)
     disp = np.asarray(displacement_px, dtype=np.float64)
+    if shape is None:
+        for first in range(0, disp.size, chunk_frames):
+            d = disp[first : first + chunk_frames, None, None]
+            yield scipy.fft.irfft2(spec * np.exp(-2j * np.pi * k_dir * d), s=texture.shape)
+        return
+    derivatives = [
+        scipy.fft.irfft2(spec * (2j * np.pi * k_dir) ** n, s=texture.shape) / factorial(n)
+        for n in range(1, TAYLOR_TERMS + 1)
+    ]
     for first in range(0, disp.size, chunk_frames):
-        d = disp[first : first + chunk_frames, None, None]
-        yield scipy.fft.irfft2(spec * np.exp(-2j * np.pi * k_dir * d), s=texture.shape)
+        d = -disp[first : first + chunk_frames, None, None] * shape[None]
+        frames = np.repeat(texture[None].astype(np.float64), d.shape[0], axis=0)
+        power = np.ones_like(d)
+        for term in derivatives:
+            power *= d
+            frames += power * term
+        yield frames
 
 
-def cramer_rao_variance(texture: np.ndarray, noise_variance: np.ndarray, *, direction_deg: float = 0.0) -> float:
-    """Cramér-Rao bound on the variance (px²) of one frame's displacement estimate.
+def cramer_rao_variance(
+    texture: np.ndarray, noise_variance: np.ndarray, *, direction_deg: float = 0.0, shape: np.ndarray | None = None
+) -> float:
+    """Cramér-Rao bound on the variance (px²) of one frame's estimate of the sound.
 
-    ``var >= 1 / sum_x (u . grad I(x))**2 / sigma**2(x)`` for a rigid texture I
-    moving along u with independent pixel noise of variance sigma**2(x); the
-    gradient is computed spectrally, exact for a band-limited periodic texture.
+    ``var >= 1 / sum_x (shape(x) u.grad I(x))**2 / sigma**2(x)`` for a texture I
+    moving along u by ``shape(x) * s`` with independent pixel noise of variance
+    sigma**2(x); the gradient is computed spectrally, exact for a band-limited
+    periodic texture. A rigid scene has ``shape = 1``.
 
     Examples
     --------
@@ -154,11 +229,10 @@ def cramer_rao_variance(texture: np.ndarray, noise_variance: np.ndarray, *, dire
     4.0
     """
     spec = scipy.fft.rfft2(texture)
-    fy = np.fft.fftfreq(texture.shape[0])[:, None]
-    fx = np.fft.rfftfreq(texture.shape[1])[None, :]
-    theta = np.deg2rad(direction_deg)
-    k_dir = fx * np.cos(theta) - fy * np.sin(theta)
+    k_dir = _directional_frequencies(texture.shape, direction_deg)
     gradient = scipy.fft.irfft2(spec * 2j * np.pi * k_dir, s=texture.shape)
+    if shape is not None:
+        gradient = gradient * shape
     return float(1.0 / np.sum(gradient**2 / noise_variance))
 
 
@@ -208,20 +282,23 @@ def melody(duration_s: float, *, rate_hz: float, seed: int = 0) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scene:
-    """A simulated recording: a texture moving rigidly with a sound, seen by a camera.
+    """A simulated recording: a texture moving with a sound, seen by a camera.
 
     Attributes
     ----------
     texture : ndarray
         The noiseless, periodic texture (grey levels).
     displacement_px : ndarray
-        Displacement of every frame, pixels along ``direction_deg``.
+        The sound as displacement per frame, pixels along ``direction_deg``,
+        where the mode shape is 1.
     fps : float
         Capture rate.
     direction_deg : float
         Direction of motion (degrees counter-clockwise from the x axis).
     camera : Camera
         Noise and quantisation.
+    shape : ndarray or None
+        Mode shape (None: rigid).
     seed : int
         Seed of the camera noise.
     """
@@ -231,20 +308,22 @@ class Scene:
     fps: float
     direction_deg: float
     camera: Camera
+    shape: np.ndarray | None = None
     seed: int = 0
 
     def frames(self, *, chunk_frames: int = 256) -> Iterator[np.ndarray]:
         """Yield chunks of noisy, quantised frames (reproducible for a given seed)."""
         rng = np.random.default_rng(self.seed)
-        for clean in translated_frames(
-            self.texture, self.displacement_px, direction_deg=self.direction_deg, chunk_frames=chunk_frames
+        for clean in moving_frames(
+            self.texture, self.displacement_px, direction_deg=self.direction_deg, shape=self.shape,
+            chunk_frames=chunk_frames,
         ):
             yield self.camera.expose(clean, rng)
 
     def cramer_rao_variance(self) -> float:
-        """Bound on the per-frame displacement variance (px²), see :func:`cramer_rao_variance`."""
+        """Bound on the per-frame variance (px²) of the sound's estimate, see :func:`cramer_rao_variance`."""
         return cramer_rao_variance(
-            self.texture, self.camera.noise_variance(self.texture), direction_deg=self.direction_deg
+            self.texture, self.camera.noise_variance(self.texture), direction_deg=self.direction_deg, shape=self.shape
         )
 
     def bound_snr_db(self, band_hz: tuple[float, float]) -> float:
@@ -252,35 +331,99 @@ class Scene:
         return cramer_rao_snr_db(self.displacement_px, self.cramer_rao_variance(), fps=self.fps, band_hz=band_hz)
 
 
-def rigid_scene(
+def load_texture(path: str, shape: tuple[int, int]) -> np.ndarray:
+    """A grey texture from an image file, centre-cropped (or tiled) to ``shape``, made periodic.
+
+    The image is windowed towards its mean near the edges over 1/8 of each side,
+    so that the periodic extension a Fourier shift implies has no seam.
+    """
+    from .sources.images import _as_grey, _read_image
+
+    image = _as_grey(_read_image(Path(path)), Path(path)).astype(np.float64)
+    reps = (-(-shape[0] // image.shape[0]), -(-shape[1] // image.shape[1]))
+    image = np.tile(image, reps)
+    top = (image.shape[0] - shape[0]) // 2
+    left = (image.shape[1] - shape[1]) // 2
+    image = image[top : top + shape[0], left : left + shape[1]]
+    ramp_y = _edge_ramp(shape[0])
+    ramp_x = _edge_ramp(shape[1])
+    window = ramp_y[:, None] * ramp_x[None, :]
+    mean = image.mean()
+    return mean + (image - mean) * window
+
+
+def _edge_ramp(n: int) -> np.ndarray:
+    """1 in the middle, falling to 0 with a raised cosine over the outer 1/8 at each end."""
+    width = max(1, n // 8)
+    ramp = np.ones(n)
+    edge = np.sin(0.5 * np.pi * (np.arange(width) + 0.5) / width) ** 2
+    ramp[:width] = edge
+    ramp[n - width :] = edge[::-1]
+    return ramp
+
+
+def make_scene(
     audio: np.ndarray,
     *,
     fps: float,
-    shape: tuple[int, int] = (128, 128),
+    size: tuple[int, int] = (128, 128),
     amplitude_px: float = 0.02,
     direction_deg: float = 0.0,
+    mode: str = "rigid",
     camera: Camera | None = None,
     texture: np.ndarray | None = None,
     seed: int = 0,
 ) -> Scene:
-    """A rigid textured surface whose displacement follows ``audio`` (peak ``amplitude_px``).
+    """A textured surface whose displacement follows ``audio`` (peak ``amplitude_px``).
+
+    Parameters
+    ----------
+    audio : ndarray
+        The sound, one sample per frame.
+    fps : float
+        Capture rate.
+    size : tuple of int
+        Rows and columns.
+    amplitude_px : float
+        Peak displacement, pixels (where the mode shape is 1).
+    direction_deg : float
+        Direction of motion.
+    mode : {"rigid", "membrane", "opposite"}
+        Spatial shape of the motion (see :func:`mode_shape`).
+    camera : Camera, optional
+        Noise and bit depth (default: 1 grey level of read noise, 8 bits).
+    texture : ndarray, optional
+        Grey texture of ``size`` (default: :func:`procedural_texture`), rescaled
+        to 10-90 % of the camera's range.
+    seed : int
+        Seed of the texture and of the noise.
 
     Examples
     --------
-    >>> scene = rigid_scene(melody(0.1, rate_hz=2200), fps=2200, shape=(32, 32))
-    >>> next(scene.frames()).shape, next(scene.frames()).dtype
+    >>> scene = make_scene(melody(0.1, rate_hz=2200), fps=2200, size=(32, 32))
+    >>> chunk = next(scene.frames())
+    >>> chunk.shape, chunk.dtype
     ((220, 32, 32), dtype('uint8'))
     """
+    camera = camera or Camera()
     audio = np.asarray(audio, dtype=np.float64)
     peak = np.max(np.abs(audio)) if audio.size else 0.0
     displacement = amplitude_px * audio / peak if peak > 0 else np.zeros_like(audio)
+    full = camera.full_scale if camera.bit_depth else 255.0
     if texture is None:
-        texture = procedural_texture(shape, seed=seed + 1)
+        texture = procedural_texture(size, seed=seed + 1, mean=0.5 * full, contrast=0.157 * full)
+    else:
+        texture = np.asarray(texture, dtype=np.float64)
+        if texture.shape != tuple(size):
+            raise ValueError(f"texture is {texture.shape}, the scene {tuple(size)}")
+        lo, hi = texture.min(), texture.max()
+        texture = full * (0.1 + 0.8 * (texture - lo) / (hi - lo if hi > lo else 1.0))
     return Scene(
-        texture=np.asarray(texture, dtype=np.float64),
+        texture=texture,
         displacement_px=displacement,
         fps=float(fps),
         direction_deg=float(direction_deg),
-        camera=camera or Camera(),
+        camera=camera,
+        shape=None if mode == "rigid" else mode_shape(mode, tuple(size)),
         seed=seed,
     )
