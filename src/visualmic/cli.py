@@ -142,6 +142,19 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         )
 
 
+def _read_audio(path: Path, *, min_samples: int, missing: str = "no such file") -> tuple[np.ndarray, int]:
+    """A sound file as mono samples and its rate; input errors for what cannot be used."""
+    if not path.exists():
+        raise InputError(f"{path}: {missing}")
+    try:
+        data, rate = soundfile.read(str(path), always_2d=True)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable audio file ({exc})") from None
+    if data.shape[0] < min_samples:
+        raise InputError(f"{path}: {data.shape[0]} samples, too short (at least {min_samples} are needed)")
+    return data.mean(axis=1), rate
+
+
 def _load_audio(spec: str, *, fps: float, duration_s: float) -> np.ndarray:
     """A WAV file resampled to the capture rate, or a built-in sound (``melody``, ``tone:HZ``)."""
     from .audio import resample
@@ -156,16 +169,8 @@ def _load_audio(spec: str, *, fps: float, duration_s: float) -> np.ndarray:
         if not 0 < freq < fps / 2:
             raise InputError(f"a {freq:g} Hz tone cannot be sampled at {fps:g} fps (Nyquist {fps / 2:g} Hz)")
         return np.sin(2 * np.pi * freq * np.arange(int(round(duration_s * fps))) / fps)
-    path = Path(spec)
-    if not path.exists():
-        raise InputError(f"{path}: no such audio file (or use 'melody' or 'tone:HZ')")
-    try:
-        data, rate = soundfile.read(str(path), always_2d=True)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable audio file ({exc})") from None
-    if data.shape[0] == 0:
-        raise InputError(f"{path}: the audio file is empty")
-    return resample(data.mean(axis=1), rate_in_hz=rate, rate_out_hz=fps)
+    data, rate = _read_audio(Path(spec), min_samples=1, missing="no such audio file (or use 'melody' or 'tone:HZ')")
+    return resample(data, rate_in_hz=rate, rate_out_hz=fps)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -256,18 +261,6 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
                    f"bound {sidecar['bound_snr_db']['snr_db']:.1f} dB in {band[0]:g}-{band[1]:g} Hz", err=True)
 
 
-def _read_wav(path: Path) -> tuple[np.ndarray, int]:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    try:
-        data, rate = soundfile.read(str(path), always_2d=True)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable audio file ({exc})") from None
-    if data.shape[0] < 16:
-        raise InputError(f"{path}: too short to evaluate ({data.shape[0]} samples)")
-    return data.mean(axis=1), rate
-
-
 def _parse_band(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
@@ -295,8 +288,8 @@ def evaluate_command(recovered: Path, reference: Path, band: str | None, max_lag
     """
     from .metrics import evaluate
 
-    rec, rec_rate = _read_wav(recovered)
-    ref, ref_rate = _read_wav(reference)
+    rec, rec_rate = _read_audio(recovered, min_samples=16)
+    ref, ref_rate = _read_audio(reference, min_samples=16)
     result = evaluate(rec, rec_rate, ref, ref_rate, band_hz=_parse_band(band), max_lag_s=max_lag_s)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
