@@ -23,9 +23,20 @@ from .config import DENOISERS, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .errors import InputError
 from .outputs import VIDEO_CODECS, write_json, write_video, write_wav
 from .sources.base import parse_roi
-from .synth import Camera, load_texture, make_scene, melody
+from .synth import (
+    Camera,
+    RollingShutter,
+    exposed_displacement,
+    load_texture,
+    make_scene,
+    melody,
+    scaled_to_peak,
+    speech,
+)
 
 __all__ = ["main"]
+
+ROLLING_AUDIO_RATE_HZ = 48000  # the sound's grid for rolling-shutter rendering and its truth file
 
 
 def _friendly(command: Callable) -> Callable:
@@ -161,6 +172,8 @@ def _load_audio(spec: str, *, fps: float, duration_s: float) -> np.ndarray:
 
     if spec == "melody":
         return melody(duration_s, rate_hz=fps)
+    if spec == "speech":
+        return speech(rate_hz=fps)
     if spec.startswith("tone:"):
         try:
             freq = float(spec.split(":", 1)[1])
@@ -169,7 +182,7 @@ def _load_audio(spec: str, *, fps: float, duration_s: float) -> np.ndarray:
         if not 0 < freq < fps / 2:
             raise InputError(f"a {freq:g} Hz tone cannot be sampled at {fps:g} fps (Nyquist {fps / 2:g} Hz)")
         return np.sin(2 * np.pi * freq * np.arange(int(round(duration_s * fps))) / fps)
-    data, rate = _read_audio(Path(spec), min_samples=1, missing="no such audio file (or use 'melody' or 'tone:HZ')")
+    data, rate = _read_audio(Path(spec), min_samples=1, missing="no such audio file (or use 'speech', 'melody' or 'tone:HZ')")
     return resample(data, rate_in_hz=rate, rate_out_hz=fps)
 
 
@@ -201,15 +214,21 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("--bit-depth", type=click.Choice(["8", "12", "16"]), default="8", show_default=True)
 @click.option("--codec", type=click.Choice(sorted(VIDEO_CODECS)), default=None, help="[default: from the file's suffix]")
 @click.option("--quality", type=int, default=None, help="Lossy codecs: H.264 CRF (0-51) or MJPEG qscale (2-31).")
+@click.option("--rolling-shutter", is_flag=True, help="Simulate a rolling-shutter camera (rows read one after another).")
+@click.option("--line-delay", "line_delay_s", type=float, default=None, help="Rolling shutter: seconds between rows.")
+@click.option("--exposure", "exposure_s", type=float, default=0.0, show_default=True,
+              help="Rolling shutter: exposure of each row in seconds (it low-passes the motion).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 @_friendly
 def synth_command(audio: str, output: Path, fps: float, duration_s: float, size: str, texture: str, mode: str,
                   amplitude_px: float, direction_deg: float, read_noise: float, shot_noise: float, bit_depth: str,
-                  codec: str | None, quality: int | None, seed: int, quiet: bool) -> None:
+                  codec: str | None, quality: int | None, rolling_shutter: bool, line_delay_s: float | None,
+                  exposure_s: float, seed: int, quiet: bool) -> None:
     """Render a video of a textured surface moving with AUDIO.
 
-    AUDIO is a sound file, 'melody' or 'tone:HZ'. Motion is exact and sub-pixel
+    AUDIO is a sound file, 'speech' (4 s of bundled real speech), 'melody' or
+    'tone:HZ'. Motion is exact and sub-pixel
     (band-limited shifts), then camera noise and quantisation are applied. Next to
     the video go the true motion as a WAV at the capture rate (NAME.truth.wav,
     pixels / amplitude) and a JSON sidecar (NAME.json) with the scene and its
@@ -224,17 +243,40 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
         raise InputError(f"{output}: write a .mkv, .mov, .mp4, .avi or .npy file")
     codec = codec or {".mkv": "ffv1", ".avi": "ffv1", ".mov": "png", ".mp4": "h264"}.get(suffix, "ffv1")
     rows_cols = _parse_size(size)
-    signal = _load_audio(audio, fps=fps, duration_s=duration_s)
+    shutter = None
+    if rolling_shutter:
+        if line_delay_s is None:
+            raise InputError("--rolling-shutter needs --line-delay SECONDS (the time between two rows)")
+        shutter = RollingShutter(line_delay_s=line_delay_s, exposure_s=exposure_s)
+        try:
+            shutter.check(rows_cols[0], fps)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    audio_rate = ROLLING_AUDIO_RATE_HZ if shutter else fps
+    signal = _load_audio(audio, fps=audio_rate, duration_s=duration_s)
     camera = Camera(read_noise=read_noise, shot_noise=shot_noise, bit_depth=int(bit_depth))
     image = None if texture == "procedural" else load_texture(texture, rows_cols)
-    scene = make_scene(signal, fps=fps, size=rows_cols, amplitude_px=amplitude_px, direction_deg=direction_deg,
-                       mode=mode, camera=camera, texture=image, seed=seed)
+    try:
+        scene = make_scene(signal, fps=fps, size=rows_cols, amplitude_px=amplitude_px, direction_deg=direction_deg,
+                           mode=mode, camera=camera, texture=image, seed=seed, rolling_shutter=shutter,
+                           audio_rate_hz=audio_rate if shutter else None)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     count = write_video(output, scene.frames(), fps=fps, codec=codec, quality=quality,
                         frame_count=scene.displacement_px.size)
     stem = output.with_suffix("")
     truth_path = stem.with_name(stem.name + ".truth.wav")
-    write_wav(truth_path, scene.displacement_px / amplitude_px, rate_hz=int(round(fps)), subtype="FLOAT")
-    band = (80.0, min(1000.0, 0.48 * fps))
+    if shutter:  # the motion every row saw, averaged over its exposure, at a standard rate
+        truth = exposed_displacement(scaled_to_peak(signal, 1.0), audio_rate, np.arange(signal.size) / audio_rate,
+                                     exposure_s)
+        write_wav(truth_path, truth, rate_hz=int(audio_rate), subtype="FLOAT")
+    else:
+        write_wav(truth_path, scene.displacement_px / amplitude_px, rate_hz=int(round(fps)), subtype="FLOAT")
+    if shutter:  # up to 4 kHz, below half the line rate and the exposure's -3 dB point
+        top = min(4000.0, 0.48 / line_delay_s, 0.44 / exposure_s if exposure_s > 0 else np.inf)
+        band = (80.0, top)
+    else:
+        band = (80.0, min(1000.0, 0.48 * fps))
     sidecar = {
         "visualmic_version": __version__,
         "video": output.name,
@@ -251,7 +293,11 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
         "codec": "npy" if suffix == ".npy" else codec,
         "quality": quality,
         "seed": seed,
-        "cramer_rao_variance_px2": scene.cramer_rao_variance(),
+        "rolling_shutter": None if shutter is None else {
+            "line_delay_s": line_delay_s, "exposure_s": exposure_s, "line_rate_hz": 1.0 / line_delay_s,
+            "observed_fraction": rows_cols[0] * line_delay_s * fps, "truth_rate_hz": audio_rate,
+        },
+        "cramer_rao_variance_px2": None if shutter else scene.cramer_rao_variance(),
         "bound_snr_db": {"band_hz": list(band), "snr_db": scene.bound_snr_db(band)},
         "bound_note": "for the lossless frames; a lossy codec loses more" if codec in ("mjpeg", "h264") else "",
     }

@@ -28,8 +28,13 @@ __all__ = [
     "cramer_rao_variance",
     "cramer_rao_snr_db",
     "melody",
+    "speech",
     "Scene",
+    "RollingShutter",
+    "exposed_displacement",
+    "rolling_shutter_frames",
     "make_scene",
+    "scaled_to_peak",
     "load_texture",
 ]
 
@@ -256,6 +261,25 @@ def cramer_rao_snr_db(
     return float(10 * np.log10(signal / noise))
 
 
+def speech(*, rate_hz: float) -> np.ndarray:
+    """4 s of real read speech (CMU ARCTIC, bundled with its licence), resampled to ``rate_hz``, peak 1.
+
+    Examples
+    --------
+    >>> x = speech(rate_hz=2200)
+    >>> x.shape, float(np.abs(x).max())
+    ((8800,), 1.0)
+    """
+    import soundfile
+
+    from .audio import resample
+
+    path = Path(__file__).parent / "data" / "arctic_a0007.wav"
+    data, rate = soundfile.read(str(path))
+    out = resample(data, rate_in_hz=rate, rate_out_hz=rate_hz)
+    return out / np.abs(out).max()
+
+
 def melody(duration_s: float, *, rate_hz: float, seed: int = 0) -> np.ndarray:
     """A short synthetic melody (notes with harmonics and soft attacks), peak 1.
 
@@ -281,6 +305,89 @@ def melody(duration_s: float, *, rate_hz: float, seed: int = 0) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class RollingShutter:
+    """Timing of a rolling-shutter camera: row ``y`` of frame ``n`` is exposed over
+    ``[n / fps + y * line_delay_s, ... + exposure_s]``.
+
+    Attributes
+    ----------
+    line_delay_s : float
+        Delay between the starts of two consecutive rows (the line rate's reciprocal).
+    exposure_s : float
+        Exposure time of each row; it averages (low-passes) the motion. 0: instantaneous.
+    """
+
+    line_delay_s: float
+    exposure_s: float = 0.0
+
+    def check(self, rows: int, fps: float) -> None:
+        """Raise ValueError when the frame's readout does not fit in the frame period."""
+        if not self.line_delay_s > 0 or self.exposure_s < 0:
+            raise ValueError("the line delay must be > 0 and the exposure >= 0")
+        readout = rows * self.line_delay_s
+        if readout >= 1.0 / fps:
+            raise ValueError(
+                f"{rows} rows x {self.line_delay_s * 1e6:g} us = {readout * 1e3:.3f} ms of readout do not fit "
+                f"in a frame period of {1e3 / fps:.3f} ms"
+            )
+
+    def row_times(self, frames: int, rows: int, fps: float) -> np.ndarray:
+        """Start of every row's exposure, seconds, shape ``(frames, rows)``."""
+        return np.arange(frames)[:, None] / fps + np.arange(rows)[None, :] * self.line_delay_s
+
+
+def exposed_displacement(
+    displacement_px: np.ndarray, rate_hz: float, starts_s: np.ndarray, exposure_s: float
+) -> np.ndarray:
+    """Mean displacement over ``[start, start + exposure]`` (the exposure's box filter), at any times.
+
+    ``displacement_px`` is sampled at ``rate_hz`` (fine enough for linear
+    interpolation of its content); with ``exposure_s = 0`` it is interpolated.
+
+    Examples
+    --------
+    >>> d = np.arange(10.0)  # a ramp, 1 px per sample at 10 Hz
+    >>> exposed_displacement(d, 10.0, np.array([0.2]), 0.2).round(6).tolist()
+    [3.0]
+    """
+    t = np.arange(displacement_px.size) / rate_hz
+    if exposure_s <= 0:
+        return np.interp(starts_s, t, displacement_px)
+    # Integral by the trapezoid rule, then difference of the interpolated integral.
+    integral = np.concatenate(([0.0], np.cumsum(0.5 * (displacement_px[1:] + displacement_px[:-1])) / rate_hz))
+    return (np.interp(starts_s + exposure_s, t, integral) - np.interp(starts_s, t, integral)) / exposure_s
+
+
+def rolling_shutter_frames(
+    texture: np.ndarray, row_displacement_px: np.ndarray, *, chunk_frames: int = 256
+) -> Iterator[np.ndarray]:
+    """Yield chunks of frames whose rows are shifted horizontally, each by its own amount (exact 1-D Fourier shifts).
+
+    Parameters
+    ----------
+    texture : ndarray
+        Texture, periodic along x.
+    row_displacement_px : ndarray
+        ``(frames, rows)`` displacement of every row of every frame, pixels along x.
+    chunk_frames : int
+        Frames per yielded chunk.
+
+    Examples
+    --------
+    >>> tex = procedural_texture((8, 16))
+    >>> shifts = np.zeros((1, 8)); shifts[0, 3] = 1.0
+    >>> frame = next(rolling_shutter_frames(tex, shifts))[0]
+    >>> bool(np.allclose(frame[3], np.roll(tex[3], 1)) and np.allclose(frame[2], tex[2]))
+    True
+    """
+    spec = np.fft.rfft(texture, axis=1)
+    kx = np.fft.rfftfreq(texture.shape[1])
+    for first in range(0, row_displacement_px.shape[0], chunk_frames):
+        d = row_displacement_px[first : first + chunk_frames, :, None]
+        yield np.fft.irfft(spec[None] * np.exp(-2j * np.pi * kx * d), n=texture.shape[1], axis=2)
+
+
+@dataclass(frozen=True)
 class Scene:
     """A simulated recording: a texture moving with a sound, seen by a camera.
 
@@ -301,6 +408,10 @@ class Scene:
         Mode shape (None: rigid).
     seed : int
         Seed of the camera noise.
+    rolling_shutter : RollingShutter or None
+        Row timing of a rolling-shutter camera (None: global shutter).
+    row_displacement_px : ndarray or None
+        With a rolling shutter, ``(frames, rows)``: the displacement each row saw.
     """
 
     texture: np.ndarray
@@ -310,14 +421,20 @@ class Scene:
     camera: Camera
     shape: np.ndarray | None = None
     seed: int = 0
+    rolling_shutter: RollingShutter | None = None
+    row_displacement_px: np.ndarray | None = None
 
     def frames(self, *, chunk_frames: int = 256) -> Iterator[np.ndarray]:
         """Yield chunks of noisy, quantised frames (reproducible for a given seed)."""
         rng = np.random.default_rng(self.seed)
-        for clean in moving_frames(
-            self.texture, self.displacement_px, direction_deg=self.direction_deg, shape=self.shape,
-            chunk_frames=chunk_frames,
-        ):
+        if self.row_displacement_px is not None:
+            clean_chunks = rolling_shutter_frames(self.texture, self.row_displacement_px, chunk_frames=chunk_frames)
+        else:
+            clean_chunks = moving_frames(
+                self.texture, self.displacement_px, direction_deg=self.direction_deg, shape=self.shape,
+                chunk_frames=chunk_frames,
+            )
+        for clean in clean_chunks:
             yield self.camera.expose(clean, rng)
 
     def cramer_rao_variance(self) -> float:
@@ -327,8 +444,21 @@ class Scene:
         )
 
     def bound_snr_db(self, band_hz: tuple[float, float]) -> float:
-        """SNR an efficient estimator reaches in ``band_hz``, see :func:`cramer_rao_snr_db`."""
-        return cramer_rao_snr_db(self.displacement_px, self.cramer_rao_variance(), fps=self.fps, band_hz=band_hz)
+        """SNR an efficient estimator reaches in ``band_hz``, see :func:`cramer_rao_snr_db`.
+
+        With a rolling shutter every row is one sample (``rows x fps`` samples
+        per second, with gaps), each bounded by its own row's information.
+        """
+        if self.rolling_shutter is None:
+            return cramer_rao_snr_db(self.displacement_px, self.cramer_rao_variance(), fps=self.fps, band_hz=band_hz)
+        spec = np.fft.rfft(self.texture, axis=1)
+        gradient = np.fft.irfft(spec * 2j * np.pi * np.fft.rfftfreq(self.texture.shape[1]), n=self.texture.shape[1], axis=1)
+        per_row = 1.0 / np.sum(gradient**2 / self.camera.noise_variance(self.texture), axis=1)
+        samples_per_s = self.texture.shape[0] * self.fps
+        truth = self.row_displacement_px.reshape(-1)  # in capture order; gaps are ignored for the power
+        signal = bandpass_power(truth, fps=1.0 / self.rolling_shutter.line_delay_s, band_hz=band_hz)
+        noise = float(np.mean(per_row)) * 2 * (band_hz[1] - band_hz[0]) / samples_per_s
+        return float(10 * np.log10(signal / noise))
 
 
 def load_texture(path: str, shape: tuple[int, int]) -> np.ndarray:
@@ -362,6 +492,19 @@ def _edge_ramp(n: int) -> np.ndarray:
     return ramp
 
 
+def scaled_to_peak(audio: np.ndarray, peak: float) -> np.ndarray:
+    """``audio`` scaled so that its largest magnitude is ``peak`` (silence stays silence).
+
+    Examples
+    --------
+    >>> scaled_to_peak(np.array([0.5, -2.0]), 0.1).tolist()
+    [0.025, -0.1]
+    """
+    audio = np.asarray(audio, dtype=np.float64)
+    top = np.max(np.abs(audio)) if audio.size else 0.0
+    return peak * audio / top if top > 0 else np.zeros_like(audio)
+
+
 def make_scene(
     audio: np.ndarray,
     *,
@@ -373,6 +516,8 @@ def make_scene(
     camera: Camera | None = None,
     texture: np.ndarray | None = None,
     seed: int = 0,
+    rolling_shutter: RollingShutter | None = None,
+    audio_rate_hz: float | None = None,
 ) -> Scene:
     """A textured surface whose displacement follows ``audio`` (peak ``amplitude_px``).
 
@@ -397,6 +542,12 @@ def make_scene(
         to 10-90 % of the camera's range.
     seed : int
         Seed of the texture and of the noise.
+    rolling_shutter : RollingShutter, optional
+        Render a rolling-shutter camera: every row sees the motion at its own
+        time, averaged over its exposure. Motion must be horizontal (0 or 180 deg).
+    audio_rate_hz : float, optional
+        With a rolling shutter, the rate of ``audio`` (at least 48 kHz advised);
+        otherwise ``audio`` has one sample per frame.
 
     Examples
     --------
@@ -406,9 +557,7 @@ def make_scene(
     ((220, 32, 32), dtype('uint8'))
     """
     camera = camera or Camera()
-    audio = np.asarray(audio, dtype=np.float64)
-    peak = np.max(np.abs(audio)) if audio.size else 0.0
-    displacement = amplitude_px * audio / peak if peak > 0 else np.zeros_like(audio)
+    displacement = scaled_to_peak(audio, amplitude_px)
     full = camera.full_scale if camera.bit_depth else 255.0
     if texture is None:
         texture = procedural_texture(size, seed=seed + 1, mean=0.5 * full, contrast=0.157 * full)
@@ -418,6 +567,19 @@ def make_scene(
             raise ValueError(f"texture is {texture.shape}, the scene {tuple(size)}")
         lo, hi = texture.min(), texture.max()
         texture = full * (0.1 + 0.8 * (texture - lo) / (hi - lo if hi > lo else 1.0))
+    rows_displacement = None
+    if rolling_shutter is not None:
+        if mode != "rigid" or direction_deg % 180 != 0:
+            raise ValueError("a rolling-shutter scene moves rigidly and horizontally (direction 0 or 180)")
+        if audio_rate_hz is None:
+            raise ValueError("a rolling-shutter scene needs the audio's own rate (audio_rate_hz)")
+        rolling_shutter.check(size[0], fps)
+        sign = 1.0 if direction_deg % 360 == 0 else -1.0
+        frames = int(np.floor((displacement.size / audio_rate_hz - rolling_shutter.exposure_s) * fps
+                              - size[0] * rolling_shutter.line_delay_s * fps)) + 1
+        starts = rolling_shutter.row_times(frames, size[0], fps)
+        rows_displacement = sign * exposed_displacement(displacement, audio_rate_hz, starts, rolling_shutter.exposure_s)
+        displacement = sign * rows_displacement[:, 0]
     return Scene(
         texture=texture,
         displacement_px=displacement,
@@ -426,4 +588,6 @@ def make_scene(
         camera=camera,
         shape=None if mode == "rigid" else mode_shape(mode, tuple(size)),
         seed=seed,
+        rolling_shutter=rolling_shutter,
+        row_displacement_px=rows_displacement,
     )
