@@ -30,7 +30,7 @@ from .motion import (
     prepare_references,
     reference_bands,
 )
-from .pyramid import SteerablePyramid, choose_scales
+from .pyramid import SteerablePyramid, choose_scales, wraps_smoothly
 from .sources import FrameSource, Meta, open_source
 
 __all__ = ["recover", "Recovery", "resolve_fps"]
@@ -172,6 +172,7 @@ def _pyramid_for(
         orientations=opts.orientations,
         highpass="merge" if opts.method == "phase" else "drop",
         workers=fft_workers,
+        periodic=opts.method == "phase" and not wraps_smoothly(first_frame),
     )
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.fft
 from scipy.special import factorial
 
-__all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales"]
+__all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales", "wraps_smoothly"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,10 @@ class SteerablePyramid:
         motion information); ``"drop"`` is the classical pyramid.
     workers : int, optional
         Threads for the FFTs (default: all cores).
+    periodic : bool
+        Analyse each frame's periodic component (Moisan's periodic-plus-smooth
+        decomposition): the FFT's wrap-around then joins no unrelated content at
+        the frame's edges. For frames that are not periodic (any real video).
 
     Examples
     --------
@@ -191,6 +195,7 @@ class SteerablePyramid:
         orientations: int = 2,
         highpass: str = "merge",
         workers: int | None = None,
+        periodic: bool = False,
     ) -> None:
         rows, cols = (int(s) for s in shape)
         if rows < 8 or cols < 8:
@@ -207,6 +212,7 @@ class SteerablePyramid:
         self.orientations = int(orientations)
         self.highpass = highpass
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.periodic = bool(periodic)
         self.bands_info: list[Band] = [
             self._plan_band(level, k) for level in range(self.scales) for k in range(self.orientations)
         ]
@@ -287,11 +293,37 @@ class SteerablePyramid:
 
     # -- transforms ---------------------------------------------------------------
     def spectrum(self, frames: np.ndarray) -> np.ndarray:
-        """Real FFT of a batch of frames, shape ``(n, rows, cols // 2 + 1)``."""
+        """Real FFT of a batch of frames, shape ``(n, rows, cols // 2 + 1)``.
+
+        With ``periodic=True`` at construction, the spectrum is that of each
+        frame's periodic component (see :func:`periodic_component_spectrum`).
+        """
         frames = np.asarray(frames, dtype=np.float32)
         if frames.shape[-2:] != self.shape:
             raise ValueError(f"frames are {frames.shape[-2:]}, the pyramid was built for {self.shape}")
-        return scipy.fft.rfft2(frames, workers=self.workers)
+        spectrum = scipy.fft.rfft2(frames, workers=self.workers)
+        if self.periodic:
+            spectrum -= self._smooth_component_spectrum(frames)
+        return spectrum
+
+    def _smooth_component_spectrum(self, frames: np.ndarray) -> np.ndarray:
+        """rfft2 of the smooth component of Moisan's periodic-plus-smooth decomposition.
+
+        The smooth part is the solution of a Poisson equation whose source is the
+        frame's boundary jumps; its spectrum needs only 1-D FFTs of the jumps.
+        """
+        rows, cols = self.shape
+        a = np.fft.rfft(frames[:, -1, :] - frames[:, 0, :], axis=-1)  # (n, cols//2+1): A(r)
+        b = np.fft.fft(frames[:, :, -1] - frames[:, :, 0], axis=-1)  # (n, rows): B(q)
+        q = np.arange(rows)[:, None]
+        r = np.arange(cols // 2 + 1)[None, :]
+        denominator = 2 * np.cos(2 * np.pi * q / rows) + 2 * np.cos(2 * np.pi * r / cols) - 4
+        denominator[0, 0] = 1.0  # the mean is left alone
+        row_factor = (1 - np.exp(2j * np.pi * q / rows)) / denominator
+        col_factor = (1 - np.exp(2j * np.pi * r / cols)) / denominator
+        smooth = a[:, None, :] * row_factor + b[:, :, None] * col_factor
+        smooth[:, 0, 0] = 0
+        return smooth.astype(np.complex64)
 
     def band_spectrum(self, spectrum: np.ndarray, index: int) -> np.ndarray:
         """Cropped, masked spectrum of band ``index`` from :meth:`spectrum`'s output."""
@@ -325,6 +357,27 @@ class SteerablePyramid:
         spec = scipy.fft.fft2(band_coefficients, workers=self.workers)
         grads = [scipy.fft.ifft2(spec * (2j * np.pi * f), workers=self.workers) for f in (info.freq_y, info.freq_x)]
         return np.stack(grads).astype(np.complex64)
+
+
+def wraps_smoothly(frame: np.ndarray, *, tolerance: float = 1.5) -> bool:
+    """Whether a frame continues across its edges as smoothly as inside (a periodic scene).
+
+    Compares the mean squared jump between opposite edges with the mean squared
+    difference between neighbouring pixels. A crop of a real scene joins
+    unrelated content at its edges and fails.
+
+    Examples
+    --------
+    >>> x = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    >>> wraps_smoothly(np.sin(x)[None, :] * np.cos(x)[:, None])
+    True
+    >>> wraps_smoothly(np.outer(np.arange(64.0), np.ones(64)))
+    False
+    """
+    frame = np.asarray(frame, dtype=np.float64)
+    inside = np.mean(np.diff(frame, axis=0) ** 2) + np.mean(np.diff(frame, axis=1) ** 2)
+    edges = np.mean((frame[-1] - frame[0]) ** 2) + np.mean((frame[:, -1] - frame[:, 0]) ** 2)
+    return bool(edges <= tolerance * max(inside, 1e-30))
 
 
 def choose_scales(frame: np.ndarray, *, coverage: float = 0.98, max_scales: int | None = None) -> int:
