@@ -186,6 +186,15 @@ def _load_audio(spec: str, *, fps: float, duration_s: float) -> np.ndarray:
     return resample(data, rate_in_hz=rate, rate_out_hz=fps)
 
 
+def _container_keeps_rate(suffix: str, fps: float) -> bool:
+    """Whether a container stores a frame rate exactly (arrays store none: nothing to get wrong)."""
+    if suffix == ".mkv":
+        return abs(1000.0 / fps - round(1000.0 / fps)) < 1e-9
+    if suffix == ".avi":
+        return fps <= 600.0
+    return True
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -199,7 +208,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 @main.command("synth")
 @click.argument("audio")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Video to write: .mkv (FFV1), .mov (PNG, MJPEG), .mp4 (H.264) or .npy.")
+              help="Video to write: .mov (PNG; exact rate), .mkv (FFV1), .mp4 (H.264) or .npy.")
 @click.option("--fps", type=float, required=True, help="Capture rate of the simulated camera.")
 @click.option("--duration", "duration_s", type=float, default=2.0, show_default=True, help="Seconds, for built-in sounds.")
 @click.option("--size", default="128x128", show_default=True, help="Frame size WxH.")
@@ -264,6 +273,11 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
         raise InputError(str(exc)) from None
     count = write_video(output, scene.frames(), fps=fps, codec=codec, quality=quality,
                         frame_count=scene.displacement_px.size)
+    rate_exact = _container_keeps_rate(suffix, fps)
+    if not rate_exact:
+        click.echo(f"visualmic: warning: {output.name}: the container cannot store {fps:g} fps exactly "
+                   "(Matroska keeps millisecond timestamps; AVI at most 600 fps); recover it with --fps, "
+                   "or write .mov (PNG, lossless) for an exact rate", err=True)
     stem = output.with_suffix("")
     truth_path = stem.with_name(stem.name + ".truth.wav")
     if shutter:  # the motion every row saw, averaged over its exposure, at a standard rate
@@ -291,6 +305,7 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
         "direction_deg": direction_deg,
         "camera": {"read_noise": read_noise, "shot_noise": shot_noise, "bit_depth": int(bit_depth)},
         "codec": "npy" if suffix == ".npy" else codec,
+        "container_rate_exact": rate_exact,
         "quality": quality,
         "seed": seed,
         "rolling_shutter": None if shutter is None else {
