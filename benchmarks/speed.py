@@ -12,7 +12,9 @@ goals) it measures, in frames per second:
 * ``pyrtools_2014``: a plain implementation of the 2014 method on
   ``pyrtools.SteerablePyramidFreq`` (measured on fewer frames: it is slow);
 
-and the ratios that the goals are stated in. The machine is shared and noisy:
+and the ratios that the goals are stated in (each time the best of 3 runs).
+Then the peak memory of fresh processes recovering 1,000 and 10,000 frames of
+256² from memory-mapped files: it must not grow with the video's length. The machine is shared and noisy:
 only the ratios within one run mean much.
 
 Usage::
@@ -28,6 +30,8 @@ import json
 import os
 import platform
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,13 +108,35 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def memory_by_length(tmp: Path, size: int, counts: list[int]) -> list[dict]:
+    """Peak resident memory of a fresh process recovering ``count`` frames from a memory-mapped .npy."""
+    rows = []
+    block = make_frames(size, 200)
+    for count in counts:
+        path = tmp / f"m{count}.npy"
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(count, size, size))
+        for first in range(0, count, block.shape[0]):
+            array[first : first + block.shape[0]] = block[: count - first]
+        array.flush()
+        del array
+        code = (
+            "import resource, visualmic; "
+            f"visualmic.recover({str(path)!r}, fps=2200, scales=1, orientations=2); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        rows.append({"size": size, "frames": count, "peak_rss_mb": float(out.stdout.strip().splitlines()[-1])})
+        path.unlink()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and counts (smoke test)")
     parser.add_argument("--output", type=Path, default=RESULTS / "speed.json")
     args = parser.parse_args()
     sizes = [(128, 1200), (256, 300)] if args.quick else [(128, 4000), (512, 600), (704, 400)]
-    repeats = 1 if args.quick else 2
+    repeats = 1 if args.quick else 3
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size, count in sizes:
@@ -152,6 +178,11 @@ def main() -> None:
                 f"vs 2014 {r['speedup_over_pyrtools_2014']:.0f}x faster",
                 flush=True,
             )
+        memory = memory_by_length(Path(tmp), 128 if args.quick else 256, [500, 2000] if args.quick else [1000, 10000])
+    for row in memory:
+        print(f"peak memory, {row['size']}², {row['frames']:6d} frames: {row['peak_rss_mb']:.0f} MB")
+    growth = memory[-1]["peak_rss_mb"] / memory[0]["peak_rss_mb"] - 1
+    print(f"peak memory grows {growth:+.1%} from {memory[0]['frames']} to {memory[-1]['frames']} frames")
     result = {
         "benchmark": "speed",
         "visualmic_version": visualmic.__version__,
@@ -166,6 +197,8 @@ def main() -> None:
         "config": "1 scale x 2 orientations, 8-bit frames, 2200 fps",
         "peak_rss_mb": peak_rss_mb(),
         "rows": rows,
+        "memory_by_length": memory,
+        "memory_growth": growth,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")

@@ -248,6 +248,9 @@ def _measure(
     if not blocks:
         raise InputError(f"{src.meta.path}: no frame could be decoded")
     first_frames = np.concatenate(blocks)
+    if np.ptp(first_frames[0]) == 0:
+        raise InputError(f"{src.meta.path}: the frames are uniform: there is no texture to measure motion from "
+                         "(choose a textured region with --roi)")
     threads = opts.threads or os.cpu_count() or 1
     # Chunks run in parallel threads, so each FFT uses one.
     pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1 if threads > 1 else None)

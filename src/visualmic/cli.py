@@ -70,6 +70,8 @@ def _parse_downsample(value: float) -> int:
     if not math.isfinite(value) or value <= 0:
         raise InputError(f"downsample factor must be positive, got {value:g}")
     factor = 1.0 / value if value < 1 else value
+    if not factor <= 4096:
+        raise InputError(f"downsample {value:g}: a factor of at most 4096")
     if abs(factor - round(factor)) > 1e-6:
         raise InputError(f"downsample {value:g}: use a whole factor (2, 3...) or its reciprocal (0.5, 0.25...)")
     return int(round(factor))

@@ -102,7 +102,9 @@ def project_band_motion(sums: np.ndarray, fisher: np.ndarray, *, fps: float, hig
     >>> round(m.direction_deg), m.signals_px.shape
     (0, (2, 400))
     """
-    total = fisher.sum(axis=0)
+    # A tiny ridge keeps texture with detail in one direction only (a grating) solvable:
+    # the motion across it is then simply not seen.
+    total = fisher.sum(axis=0) + np.eye(2) * 1e-9 * max(np.trace(fisher.sum(axis=0)), 1e-300)
     joint = -np.linalg.solve(total, sums.sum(axis=1).T)  # (2, frames): y, x
     filtered = highpass(joint, fps=fps, cutoff_hz=highpass_hz)
     # The joint estimate's noise covariance is proportional to total^-1 and anisotropic
@@ -114,7 +116,7 @@ def project_band_motion(sums: np.ndarray, fisher: np.ndarray, *, fps: float, hig
     u /= np.linalg.norm(u)  # (uy, ux), rows grow downwards
     if u[1] < 0 or (abs(u[1]) < 1e-12 and u[0] > 0):
         u = -u
-    information = np.einsum("i,bij,j->b", u, fisher, u)
+    information = np.maximum(np.einsum("i,bij,j->b", u, fisher, u), 1e-12 * np.trace(total))
     signals = -np.einsum("i,tbi->bt", u, sums) / np.maximum(information, 1e-300)[:, None]
     direction = float(np.degrees(np.arctan2(-u[0], u[1])))
     return BandMotion(signals_px=signals, information=information, direction_deg=direction, unit_vector=u)
