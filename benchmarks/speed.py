@@ -119,10 +119,11 @@ def memory_by_length(tmp: Path, size: int, counts: list[int]) -> list[dict]:
             array[first : first + block.shape[0]] = block[: count - first]
         array.flush()
         del array
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
         code = (
-            "import resource, visualmic; "
+            "import re, visualmic; "
             f"visualmic.recover({str(path)!r}, fps=2200, scales=1, orientations=2); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+            "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)"
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         rows.append({"size": size, "frames": count, "peak_rss_mb": float(out.stdout.strip().splitlines()[-1])})

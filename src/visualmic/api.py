@@ -90,6 +90,20 @@ class Recovery:
     kept_tones_hz: list[float] = field(default_factory=list)
 
     @property
+    def region_weights(self) -> np.ndarray:
+        """Where the sound came from: each region's share of the combination, ``(regions, regions)``.
+
+        The absolute weights of a region's channels times their measured noise
+        (a weight's contribution to the signal, comparable across bands), summed
+        and normalised to 1.
+        """
+        grid = self.options.regions if self.options.method == "phase" else 1
+        share = np.abs(self.band_weights) * np.nan_to_num(self.band_noise_px, nan=1.0)
+        share = share.reshape(-1, grid * grid).sum(axis=0).reshape(grid, grid)
+        total = share.sum()
+        return share / total if total > 0 else share
+
+    @property
     def duration_s(self) -> float:
         """Duration of the recording in seconds."""
         return self.frames / self.fps
@@ -112,6 +126,7 @@ class Recovery:
             "method": self.options.method,
             "highpass_hz": self.highpass_hz,
             "scales": 1 + max(band["level"] for band in self.bands),
+            "regions": self.options.regions,
             "orientations": self.options.orientations,
             "direction_deg": self.direction_deg,
             "noise_floor_px": None if not np.isfinite(self.noise_floor_px) else self.noise_floor_px,
@@ -121,11 +136,25 @@ class Recovery:
                 dict(band, weight=float(w), lag_frames=int(lag), noise_px=None if not np.isfinite(n) else float(n))
                 for band, w, lag, n in zip(self.bands, self.band_weights, self.band_lags, self.band_noise_px)
             ],
+            "region_weights": self.region_weights.round(4).tolist(),
             "kept_tones_hz": self.kept_tones_hz,
             "notes": self.notes,
             "warnings": self.warnings,
             "options": self.options.to_dict(),
         }
+
+
+def _channels(pyramid: SteerablePyramid, opts: RecoverOptions) -> list[dict]:
+    """Description of every measured channel (band, and region when the frame is split)."""
+    regions = opts.regions if opts.method == "phase" else 1
+    out = []
+    for b in pyramid.bands_info:
+        for region in range(regions * regions):
+            channel = {"level": b.level, "orientation": b.orientation, "shape": list(b.shape)}
+            if regions > 1:
+                channel["region"] = [region // regions, region % regions]  # row, column of the grid
+            out.append(channel)
+    return out
 
 
 def resolve_fps(meta: Meta, fps: float | None) -> tuple[float, str, list[str], list[str]]:
@@ -256,7 +285,11 @@ def _measure(
     pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1 if threads > 1 else None)
     first_bands = pyramid.bands(first_frames)
     references = reference_bands(first_bands)
-    prepared = prepare_references(pyramid, references, border_px=opts.border_px) if opts.method == "phase" else None
+    prepared = (
+        prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.regions)
+        if opts.method == "phase"
+        else None
+    )
 
     def measure(bands: list[np.ndarray]) -> np.ndarray:
         if prepared is not None:
@@ -316,8 +349,8 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
 
     direction: float | None = None
     if prepared is not None:
-        fisher = np.stack([r.fisher for r in prepared])
-        motion = project_band_motion(measured, fisher, fps=fps, highpass_hz=highpass_hz)
+        fisher = np.concatenate([r.fisher for r in prepared])
+        motion = project_band_motion(measured, fisher, fps=fps, highpass_hz=highpass_hz, coherent=opts.regions == 1)
         noise_model = band_noise_covariance(pyramid, prepared, motion.unit_vector)
         combo = combine_bands(
             motion.signals_px, noise_covariance=noise_model, fps=fps, highpass_hz=highpass_hz, max_lag=opts.max_lag
@@ -342,7 +375,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         band_weights=combo.weights,
         band_lags=combo.lags,
         band_noise_px=combo.noise_px,
-        bands=[{"level": b.level, "orientation": b.orientation, "shape": list(b.shape)} for b in pyramid.bands_info],
+        bands=_channels(pyramid, opts),
         direction_deg=direction,
         noise_floor_px=combo.noise_floor_px,
         frames=count,

@@ -109,6 +109,8 @@ def main() -> None:
               help="'spectral': spectral subtraction for speech in steady noise (keeps steady tones).")
 @click.option("--rate", default=str(STANDARD_RATE_HZ), show_default=True,
               help="Output rate in Hz (16-bit WAV), or 'native' for the capture rate as 32-bit float.")
+@click.option("--regions", type=int, default=RecoverOptions.regions, show_default=True,
+              help="Measure N x N parts of the frame separately (objects whose parts vibrate differently).")
 @click.option("--border", "border_px", type=float, default=RecoverOptions.border_px, show_default=True,
               help="Pixels over which weights fade out at the frame's edges.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -117,7 +119,7 @@ def main() -> None:
 @_friendly
 def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
                     scales: int | None, orientations: int, method: str, reference_frames: int,
-                    highpass_hz: float | None, denoise: str, rate: str, border_px: float,
+                    highpass_hz: float | None, denoise: str, rate: str, regions: int, border_px: float,
                     threads: int | None, as_json: bool, quiet: bool) -> None:
     """Recover the sound in VIDEO and write it to a WAV file.
 
@@ -137,6 +139,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         highpass_hz=highpass_hz,
         denoise=denoise,
         rate=_parse_rate(rate),
+        regions=regions,
         border_px=border_px,
         threads=threads,
     )

@@ -76,7 +76,9 @@ class Combination:
     noise_floor_px: float
 
 
-def project_band_motion(sums: np.ndarray, fisher: np.ndarray, *, fps: float, highpass_hz: float) -> BandMotion:
+def project_band_motion(
+    sums: np.ndarray, fisher: np.ndarray, *, fps: float, highpass_hz: float, coherent: bool = True
+) -> BandMotion:
     """Solve the per-band normal equations and project on the dominant direction.
 
     The direction is the principal axis of the jointly estimated 2-D motion
@@ -92,6 +94,11 @@ def project_band_motion(sums: np.ndarray, fisher: np.ndarray, *, fps: float, hig
         Frame rate (Hz), for the high-pass.
     highpass_hz : float
         Cut-off of the high-pass applied before choosing the direction.
+    coherent : bool
+        True when all channels see one rigid motion (their sum is the best
+        estimate); False for regions that may move in opposite directions, whose
+        sum could cancel: the direction then comes from the sum of the channels'
+        own motion covariances, weighted by their information.
 
     Examples
     --------
@@ -105,13 +112,22 @@ def project_band_motion(sums: np.ndarray, fisher: np.ndarray, *, fps: float, hig
     # A tiny ridge keeps texture with detail in one direction only (a grating) solvable:
     # the motion across it is then simply not seen.
     total = fisher.sum(axis=0) + np.eye(2) * 1e-9 * max(np.trace(fisher.sum(axis=0)), 1e-300)
-    joint = -np.linalg.solve(total, sums.sum(axis=1).T)  # (2, frames): y, x
-    filtered = highpass(joint, fps=fps, cutoff_hz=highpass_hz)
+    if coherent:
+        joint = -np.linalg.solve(total, sums.sum(axis=1).T)  # (2, frames): y, x
+        filtered = highpass(joint, fps=fps, cutoff_hz=highpass_hz)
+        covariance = filtered @ filtered.T
+    else:
+        # Scores S_c = -F_c d_c: summing their covariances adds the channels' motion
+        # energy whatever its sign; in the units of the joint estimate, total^-1 (.) total^-1.
+        filtered = highpass(sums.transpose(1, 2, 0), fps=fps, cutoff_hz=highpass_hz)  # (channels, 2, frames)
+        scores = np.einsum("cit,cjt->ij", filtered, filtered)
+        inverse = np.linalg.inv(total)
+        covariance = inverse @ scores @ inverse
     # The joint estimate's noise covariance is proportional to total^-1 and anisotropic
     # (larger where the texture has less detail): with C = P u u' + s2 N, the top
     # generalised eigenvector v of (C, N) gives u ~ N v, free of that bias.
     noise = np.linalg.inv(total)
-    _, vecs = scipy.linalg.eigh(filtered @ filtered.T, noise)
+    _, vecs = scipy.linalg.eigh(covariance, noise)
     u = noise @ vecs[:, -1]
     u /= np.linalg.norm(u)  # (uy, ux), rows grow downwards
     if u[1] < 0 or (abs(u[1]) < 1e-12 and u[0] > 0):

@@ -48,6 +48,11 @@ class RecoverOptions:
         Output WAV rate: a standard rate (16-bit PCM), or the capture rate as 32-bit float.
     max_lag : int
         Largest lag (frames) between bands when combining them.
+    regions : int
+        Measure every band in ``regions x regions`` parts of the frame, each with
+        its own gain, sign, delay and noise (for objects whose parts vibrate
+        differently, even in opposite directions); 1 treats the region of interest
+        as one rigid surface.
     border_px : float
         Width (pixels) over which the weights fade out at the frame's edges.
     chunk_frames : int or None
@@ -67,6 +72,7 @@ class RecoverOptions:
     denoise: str = "none"
     rate: int | str = STANDARD_RATE_HZ
     max_lag: int = 2
+    regions: int = 1
     border_px: float = 0.0
     chunk_frames: int | None = None
     threads: int | None = None
@@ -90,6 +96,8 @@ class RecoverOptions:
             raise InputError(f"high-pass cut-off must be >= 0 Hz, got {self.highpass_hz!r}")
         if self.rate != "native" and not (isinstance(self.rate, int) and 1000 <= self.rate <= 768000):
             raise InputError(f"output rate must be 'native' or an integer from 1000 to 768000 Hz, got {self.rate!r}")
+        if not (isinstance(self.regions, int) and 1 <= self.regions <= 16):
+            raise InputError(f"regions must be a whole number from 1 to 16, got {self.regions!r}")
         if self.max_lag < 0:
             raise InputError(f"max_lag must be >= 0, got {self.max_lag}")
         if self.border_px < 0:

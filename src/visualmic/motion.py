@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pyramid import SteerablePyramid
+from .pyramid import Band, SteerablePyramid
 
 __all__ = [
     "BandReference",
@@ -31,6 +31,7 @@ __all__ = [
     "prepare_references",
     "phase_gradient_sums",
     "band_noise_covariance",
+    "region_labels",
     "davis2014_band_signals",
 ]
 
@@ -39,18 +40,22 @@ __all__ = [
 class BandReference:
     """Per-band quantities computed once from the reference frame.
 
+    The band's pixels may be split into regions, each measured on its own (local
+    aggregation); with one region, the whole band gives one measurement.
+
     Attributes
     ----------
     conj_ref : ndarray
         Conjugated reference coefficients, flattened.
     phase_weights : ndarray
-        ``(2, P)``: ``A**2 grad(phi)`` (y and x), times taper and pixel area.
+        ``(2 R, P)``: ``A**2 grad(phi)`` (y and x) in each of the R regions (zero
+        outside it), times taper and pixel area.
     amplitude_weights : ndarray
-        ``(2, P)``: ``grad(A) / A``, times taper and pixel area; multiplies ``Re(c conj(c_r))``.
+        ``(2 R, P)``: ``grad(A) / A`` likewise; multiplies ``Re(c conj(c_r))``.
     offset : ndarray
-        ``(2,)``: the constant that makes the amplitude term zero for the reference itself.
+        ``(2 R,)``: the constant that makes the amplitude term zero for the reference itself.
     fisher : ndarray
-        ``(2, 2)`` normal matrix of the band (information per unit noise).
+        ``(R, 2, 2)`` normal matrix of each region (information per unit noise).
     """
 
     conj_ref: np.ndarray
@@ -59,12 +64,34 @@ class BandReference:
     offset: np.ndarray
     fisher: np.ndarray
 
+    @property
+    def regions(self) -> int:
+        """Number of regions the band is measured in."""
+        return self.fisher.shape[0]
+
     @functools.cached_property
     def _amplitude_interleaved(self) -> np.ndarray:
-        """``(2P, 2)``: amplitude weights at the real parts' positions of an interleaved complex array."""
-        out = np.zeros((2 * self.amplitude_weights.shape[1], 2), dtype=np.float32)
+        """``(2P, 2R)``: amplitude weights at the real parts' positions of an interleaved complex array."""
+        out = np.zeros((2 * self.amplitude_weights.shape[1], self.amplitude_weights.shape[0]), dtype=np.float32)
         out[0::2] = self.amplitude_weights.T
         return out
+
+
+def region_labels(shape: tuple[int, int], spacing_px: tuple[float, float], frame_shape: tuple[int, int],
+                  grid: int) -> np.ndarray:
+    """Region (0 to ``grid**2 - 1``, row-major) of every sample of a band, from its place in the frame.
+
+    Examples
+    --------
+    >>> region_labels((4, 4), (2.0, 2.0), (8, 8), 2)
+    array([[0, 0, 1, 1],
+           [0, 0, 1, 1],
+           [2, 2, 3, 3],
+           [2, 2, 3, 3]])
+    """
+    rows = np.minimum((np.arange(shape[0]) * spacing_px[0] * grid / frame_shape[0]).astype(int), grid - 1)
+    cols = np.minimum((np.arange(shape[1]) * spacing_px[1] * grid / frame_shape[1]).astype(int), grid - 1)
+    return rows[:, None] * grid + cols[None, :]
 
 
 def reference_bands(bands_per_frame: list[np.ndarray]) -> list[np.ndarray]:
@@ -92,7 +119,7 @@ def _border_taper(shape: tuple[int, int], margin: tuple[float, float]) -> np.nda
 
 
 def prepare_references(
-    pyramid: SteerablePyramid, references: list[np.ndarray], *, border_px: float = 0.0
+    pyramid: SteerablePyramid, references: list[np.ndarray], *, border_px: float = 0.0, grid: int = 1
 ) -> list[BandReference]:
     """Weights of the phase-gradient estimator for every band, from reference coefficients.
 
@@ -105,14 +132,16 @@ def prepare_references(
     border_px : float
         Width (input pixels) over which weights fade out at the frame's edges,
         where the FFT's wrap-around joins unrelated content.
+    grid : int
+        Measure each band in ``grid x grid`` regions of the frame (1: as a whole).
 
     Examples
     --------
     >>> pyr = SteerablePyramid((32, 32))
     >>> frames = np.random.default_rng(0).random((2, 32, 32), dtype=np.float32)
-    >>> refs = prepare_references(pyr, reference_bands(pyr.bands(frames)))
-    >>> refs[0].fisher.shape
-    (2, 2)
+    >>> refs = prepare_references(pyr, reference_bands(pyr.bands(frames)), grid=2)
+    >>> refs[0].fisher.shape, refs[0].phase_weights.shape
+    ((4, 2, 2), (8, 480))
     """
     out = []
     for index, (info, ref) in enumerate(zip(pyramid.bands_info, references)):
@@ -122,16 +151,21 @@ def prepare_references(
         floor = 1e-6 * max(float(power.mean()), 1e-30)
         margin = (border_px / info.spacing_px[0], border_px / info.spacing_px[1])
         weight = _border_taper(info.shape, margin) * info.area_px
-        phase_w = (product.imag * weight).reshape(2, -1)
         amp_grad = product.real  # A grad(A)
-        amp_w = (amp_grad / (power + floor) * weight).reshape(2, -1)
-        offset = (amp_grad * weight).reshape(2, -1).sum(axis=1)
-        # Normal matrix: sum of A^2 (k k^T + a a^T) with k = grad(phi), a = grad(A)/A,
-        # i.e. sum of (A^2 k)(A^2 k)^T / A^2 + (A grad A)(A grad A)^T / A^2.
+        labels = region_labels(info.shape, info.spacing_px, pyramid.shape, grid).reshape(-1)
+        inside = (labels[None, :] == np.arange(grid * grid)[:, None]).astype(float)  # (R, P)
         pw = product.imag.reshape(2, -1)
         aw = amp_grad.reshape(2, -1)
-        inv_power = weight.reshape(-1) / (power.reshape(-1) + floor)
-        fisher = (pw * inv_power) @ pw.T + (aw * inv_power) @ aw.T
+        flat_weight = weight.reshape(-1)
+        phase_w = (inside[:, None, :] * (pw * flat_weight)[None]).reshape(-1, pw.shape[1])
+        amp_w = (inside[:, None, :] * (aw / (power.reshape(-1) + floor) * flat_weight)[None]).reshape(-1, aw.shape[1])
+        offset = (inside[:, None, :] * (aw * flat_weight)[None]).sum(axis=2).reshape(-1)
+        # Normal matrix: sum of A^2 (k k^T + a a^T) with k = grad(phi), a = grad(A)/A,
+        # i.e. sum of (A^2 k)(A^2 k)^T / A^2 + (A grad A)(A grad A)^T / A^2, per region.
+        inv_power = flat_weight / (power.reshape(-1) + floor)
+        fisher = np.einsum("rp,ip,jp->rij", inside, pw * inv_power, pw) + np.einsum(
+            "rp,ip,jp->rij", inside, aw * inv_power, aw
+        )
         out.append(
             BandReference(
                 conj_ref=np.conj(ref).reshape(-1).astype(np.complex64),
@@ -145,7 +179,7 @@ def prepare_references(
 
 
 def phase_gradient_sums(bands: list[np.ndarray], references: list[BandReference]) -> np.ndarray:
-    """Right-hand sides of the per-band normal equations for a chunk of frames.
+    """Right-hand sides of the normal equations of every channel (band x region) for a chunk of frames.
 
     Parameters
     ----------
@@ -157,7 +191,8 @@ def phase_gradient_sums(bands: list[np.ndarray], references: list[BandReference]
     Returns
     -------
     ndarray
-        ``(n, bands, 2)``; the band's displacement estimate (y, x) in pixels is
+        ``(n, channels, 2)`` with channels band-major (band b, region r at
+        ``b * R + r``); a channel's displacement (y, x) in pixels is
         ``-solve(fisher, sums)``.
 
     Examples
@@ -169,14 +204,15 @@ def phase_gradient_sums(bands: list[np.ndarray], references: list[BandReference]
     (3, 2, 2)
     """
     n = bands[0].shape[0]
-    out = np.empty((n, len(bands), 2))
-    for j, (band, ref) in enumerate(zip(bands, references)):
+    per_band = []
+    for band, ref in zip(bands, references):
         q = band.reshape(n, -1) * ref.conj_ref
         dphi = np.angle(q)
         # Re(q) read through the interleaved float view: no strided copy.
         interleaved = q.view(np.float32)
-        out[:, j, :] = dphi @ ref.phase_weights.T + interleaved @ ref._amplitude_interleaved - ref.offset
-    return out
+        sums = dphi @ ref.phase_weights.T + interleaved @ ref._amplitude_interleaved - ref.offset
+        per_band.append(sums.reshape(n, ref.regions, 2))
+    return np.concatenate(per_band, axis=1).astype(np.float64)
 
 
 def band_noise_covariance(
@@ -202,7 +238,8 @@ def band_noise_covariance(
     Returns
     -------
     ndarray
-        ``(bands, bands)`` covariance of the estimates ``-u.S_b / (u.F_b u)``, px².
+        ``(channels, channels)`` covariance of the channels' estimates
+        ``-u.S_c / (u.F_c u)`` (channels as in :func:`phase_gradient_sums`), px².
 
     Examples
     --------
@@ -212,34 +249,41 @@ def band_noise_covariance(
     >>> band_noise_covariance(pyr, refs, np.array([0.0, 1.0])).shape
     (2, 2)
     """
-    rows, cols = pyramid.shape
-    half = cols // 2 + 1
     kernels = []
     for info, ref in zip(pyramid.bands_info, references):
         c_ref = np.conj(ref.conj_ref).astype(np.complex128)
         power = np.abs(c_ref) ** 2
         floor = 1e-6 * max(float(power.mean()), 1e-30)
-        alpha = direction @ ref.amplitude_weights
-        beta = direction @ ref.phase_weights
-        # u.dS = Re sum_x dc(x) conj(v(x)), v = c_ref (alpha + i beta / A^2).
-        v = (c_ref * (alpha + 1j * beta / (power + floor))).reshape(info.shape)
-        spectrum_v = np.fft.fft2(v)
-        gather = np.zeros((rows, half), dtype=np.complex128)
-        for block in info.blocks:  # adjoint of BlockCopy: out = src * mask (conjugated for mirrors)
-            part = spectrum_v[block.rows, block.cols]
-            contribution = (part if block.mirror else np.conj(part)) * block.mask
-            if isinstance(block.src_rows, slice) or isinstance(block.src_cols, slice):
-                gather[block.src_rows, block.src_cols] += contribution
-            else:
-                np.add.at(gather, (block.src_rows[:, None], block.src_cols[None, :]), contribution)
-        # h(y) = Re sum_k G(k) exp(-2 pi i k.y) / (h w), k over the rfft half plane.
-        full = np.zeros((rows, cols), dtype=np.complex128)
-        full[:, :half] = np.conj(gather)
-        kernel = np.real(np.fft.ifft2(full)) * (rows * cols) / (info.shape[0] * info.shape[1])
-        information = direction @ ref.fisher @ direction
-        kernels.append(-kernel.reshape(-1) / max(information, 1e-300))
+        for region in range(ref.regions):
+            rows = slice(2 * region, 2 * region + 2)
+            alpha = direction @ ref.amplitude_weights[rows]
+            beta = direction @ ref.phase_weights[rows]
+            # u.dS = Re sum_x dc(x) conj(v(x)), v = c_ref (alpha + i beta / A^2).
+            v = (c_ref * (alpha + 1j * beta / (power + floor))).reshape(info.shape)
+            information = direction @ ref.fisher[region] @ direction
+            kernels.append(-_image_kernel(v, info, pyramid.shape) / max(information, 1e-300))
     stacked = np.stack(kernels)
     return stacked @ stacked.T
+
+
+def _image_kernel(v: np.ndarray, info: Band, frame_shape: tuple[int, int]) -> np.ndarray:
+    """``h`` (flattened) such that ``Re sum_x band(I)(x) conj(v(x)) = sum_y h(y) I(y)``: the adjoint
+    of the band's crop-and-mask operator applied to ``v``."""
+    rows, cols = frame_shape
+    half = cols // 2 + 1
+    spectrum_v = np.fft.fft2(v)
+    gather = np.zeros((rows, half), dtype=np.complex128)
+    for block in info.blocks:  # adjoint of BlockCopy: out = src * mask (conjugated for mirrors)
+        part = spectrum_v[block.rows, block.cols]
+        contribution = (part if block.mirror else np.conj(part)) * block.mask
+        if isinstance(block.src_rows, slice) or isinstance(block.src_cols, slice):
+            gather[block.src_rows, block.src_cols] += contribution
+        else:
+            np.add.at(gather, (block.src_rows[:, None], block.src_cols[None, :]), contribution)
+    # h(y) = Re sum_k G(k) exp(-2 pi i k.y) / (h w), k over the rfft half plane.
+    full = np.zeros((rows, cols), dtype=np.complex128)
+    full[:, :half] = np.conj(gather)
+    return (np.real(np.fft.ifft2(full)) * (rows * cols) / (info.shape[0] * info.shape[1])).reshape(-1)
 
 
 def davis2014_band_signals(bands: list[np.ndarray], references: list[np.ndarray]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,8 +66,25 @@ class ArraySource(FrameSource):
         total = self._frames.shape[0]
         stop = total if stop is None else min(stop, total)
         for first in range(max(start, 0), stop, chunk_frames):
-            block = self._frames[first : min(first + chunk_frames, stop), rows, cols]
-            yield first, grey_from_channels(block, self._channels)
+            last = min(first + chunk_frames, stop)
+            block = grey_from_channels(self._frames[first:last, rows, cols], self._channels)
+            self._release(first, last)
+            yield first, block
+
+    def _release(self, first: int, last: int) -> None:
+        """Unmap the pages of frames already read from a memory map, so that resident memory
+        stays flat however long the file (they remain in the page cache)."""
+        mapping = getattr(self._frames, "_mmap", None)
+        if mapping is None or not hasattr(mapping, "madvise") or not self._frames.flags.c_contiguous:
+            return
+        frame_bytes = self._frames.strides[0]
+        start = self._frames.offset + first * frame_bytes
+        end = self._frames.offset + last * frame_bytes
+        page = mmap.PAGESIZE
+        start = -(-start // page) * page  # whole pages inside the range only
+        end = (end // page) * page
+        if end > start:
+            mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 def open_npy(path: Path) -> ArraySource:
