@@ -157,3 +157,14 @@ def test_memory_mapped_pages_are_released(tmp_path):
     src = visualmic.sources.open_source(tmp_path / "f.npy")
     out = np.concatenate([c for _, c in src.chunks(chunk_frames=5)])
     assert np.array_equal(out, frames.astype(np.float32))  # data intact after the pages were dropped
+
+
+def test_channels_without_information_get_no_weight():
+    rng = np.random.default_rng(1)
+    truth = np.sin(np.arange(3000) / 7.0)
+    signals = np.stack([truth + 0.1 * rng.standard_normal(3000), truth + 0.1 * rng.standard_normal(3000),
+                        np.zeros(3000)])
+    model = np.diag([0.01, 0.01, 0.0])  # the empty channel: no signal, no predicted noise
+    c = combine_bands(signals, noise_covariance=model, fps=2200, highpass_hz=0)
+    assert c.weights[2] == 0 and np.isnan(c.noise_px[2])
+    assert c.weights[:2] == pytest.approx([0.5, 0.5], abs=0.05)

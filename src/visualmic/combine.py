@@ -210,13 +210,22 @@ def combine_bands(
     [0.5, -0.5, 0.0]
     """
     signals = np.asarray(signals, dtype=np.float64)
+    model = np.asarray(noise_covariance, dtype=np.float64)
+    # A channel without information (a region a small band has no sample in) carries a
+    # zero signal with zero predicted noise: it would look perfect. Leave it out.
+    usable = (np.diag(model) > 0) & (np.ptp(signals, axis=1) > 0)
+    if 0 < usable.sum() < signals.shape[0]:
+        part = combine_bands(signals[usable], noise_covariance=model[np.ix_(usable, usable)], fps=fps,
+                             highpass_hz=highpass_hz, max_lag=max_lag, iterations=iterations)
+        weights, lags, noise = np.zeros(usable.size), np.zeros(usable.size, int), np.full(usable.size, np.nan)
+        weights[usable], lags[usable], noise[usable] = part.weights, part.lags, part.noise_px
+        return Combination(part.signal_px, weights, lags, noise, part.noise_floor_px)
     n_bands, n = signals.shape
     if n_bands == 1:
         return Combination(signals[0].copy(), np.ones(1), np.zeros(1, int), np.full(1, np.nan), float("nan"))
     if n <= 4 * max_lag + 8:
         max_lag = 0
     analysed = highpass(signals, fps=fps, cutoff_hz=highpass_hz) if highpass_hz > 0 else signals - signals.mean(1, keepdims=True)
-    model = np.asarray(noise_covariance, dtype=np.float64)
     model = model + np.eye(n_bands) * 1e-9 * np.trace(model) / n_bands
     scale = np.sqrt(np.diag(model))
     correlation = model / np.outer(scale, scale)
