@@ -168,3 +168,14 @@ def test_channels_without_information_get_no_weight():
     c = combine_bands(signals, noise_covariance=model, fps=2200, highpass_hz=0)
     assert c.weights[2] == 0 and np.isnan(c.noise_px[2])
     assert c.weights[:2] == pytest.approx([0.5, 0.5], abs=0.05)
+
+
+def test_estimated_snr_tells_a_good_recovery_from_noise(melody_scene, melody_frames):
+    rec = visualmic.recover(melody_frames, fps=melody_scene.fps)
+    true = snr_db(rec.displacement_px, melody_scene.displacement_px, fps=melody_scene.fps,
+                  band_hz=(rec.highpass_hz, melody_scene.fps / 2), trim=100)
+    assert rec.estimated_snr_db == pytest.approx(true, abs=1.5)
+    noise_only = visualmic.recover(
+        np.random.default_rng(0).integers(0, 255, size=(800, 48, 48)).astype(np.uint8), fps=2200)
+    assert noise_only.estimated_snr_db < 0
+    assert rec.summary()["estimated_snr_db"] == pytest.approx(rec.estimated_snr_db)

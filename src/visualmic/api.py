@@ -104,6 +104,21 @@ class Recovery:
         return share / total if total > 0 else share
 
     @property
+    def estimated_snr_db(self) -> float:
+        """The recovered sound's SNR as estimated without the truth (NaN when unmeasured).
+
+        The combination measures the noise of the displacement per frame; it is
+        white over 0 to fps/2, so the high-passed band holds ``(fps/2 - highpass)
+        / (fps/2)`` of it. The signal is what the displacement holds beyond that.
+        """
+        if not np.isfinite(self.noise_floor_px):
+            return float("nan")
+        nyquist = self.fps / 2
+        noise = self.noise_floor_px**2 * (nyquist - self.highpass_hz) / nyquist
+        signal = float(np.var(self.displacement_px)) - noise
+        return float(10 * np.log10(max(signal, 1e-3 * noise) / noise))
+
+    @property
     def duration_s(self) -> float:
         """Duration of the recording in seconds."""
         return self.frames / self.fps
@@ -130,6 +145,7 @@ class Recovery:
             "orientations": self.options.orientations,
             "direction_deg": self.direction_deg,
             "noise_floor_px": None if not np.isfinite(self.noise_floor_px) else self.noise_floor_px,
+            "estimated_snr_db": None if not np.isfinite(self.estimated_snr_db) else self.estimated_snr_db,
             "wall_s": self.wall_s,
             "frames_per_s": self.frames / self.wall_s if self.wall_s > 0 else None,
             "bands": [
