@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .audio import default_highpass_hz, highpass, normalize_peak, resample, spectral_subtraction
+from .audio import default_highpass_hz, highpass, mmse_lsa, normalize_peak, resample, spectral_subtraction
 from .combine import combine_bands, davis2014_combine, project_band_motion
 from .config import MIN_FRAMES, RecoverOptions
 from .engine import default_chunk_frames, map_ordered, stream_frames
@@ -319,10 +319,14 @@ def _measure(
     return pyramid, prepared, np.concatenate(per_chunk)
 
 
-def _denoise(sound: np.ndarray, *, fps: float, opts: RecoverOptions) -> tuple[np.ndarray, list[float], list[str]]:
+def _denoise(
+    sound: np.ndarray, *, fps: float, opts: RecoverOptions, noise_floor_px: float
+) -> tuple[np.ndarray, list[float], list[str]]:
     """The optional denoiser: the sound, the steady tones it kept, and what to tell the user."""
     if opts.denoise == "none":
         return sound, [], []
+    if opts.denoise == "mmse":
+        return mmse_lsa(sound, fps=fps, noise_variance=noise_floor_px**2), [], []
     sound, kept = spectral_subtraction(sound, fps=fps)
     notes = []
     if kept:
@@ -378,7 +382,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         combo = davis2014_combine(band_signals)
         displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz, zero_phase=False)
 
-    sound, kept, denoise_notes = _denoise(displacement, fps=fps, opts=opts)
+    sound, kept, denoise_notes = _denoise(displacement, fps=fps, opts=opts, noise_floor_px=combo.noise_floor_px)
     audio, rate_hz, rate_notes = _at_output_rate(sound, fps=fps, opts=opts)
     return Recovery(
         audio=audio,

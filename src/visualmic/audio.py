@@ -16,6 +16,7 @@ __all__ = [
     "highpass",
     "bandpass_power",
     "spectral_subtraction",
+    "mmse_lsa",
     "normalize_peak",
     "resample",
 ]
@@ -194,3 +195,73 @@ def resample(signal: np.ndarray, *, rate_in_hz: float, rate_out_hz: float) -> np
     out = scipy.signal.resample(padded, n_padded)
     start = int(round(pad * rate_out_hz / rate_in_hz))
     return out[start : start + n_out]
+
+
+def mmse_lsa(
+    signal: np.ndarray,
+    *,
+    fps: float,
+    noise_variance: float | np.ndarray,
+    window_s: float = 0.032,
+    smoothing: float = 0.98,
+    floor_db: float = -25.0,
+) -> np.ndarray:
+    """MMSE log-spectral amplitude estimator (Ephraim & Malah, 1985) with a known noise spectrum.
+
+    Each STFT bin is scaled by the gain that minimises the error of the log
+    amplitude, from its a-posteriori SNR (power over noise) and an a-priori SNR
+    tracked by the decision-directed rule (``smoothing`` of the previous frame's
+    estimate). With the noise known rather than estimated from the signal, a
+    steady tone keeps a high SNR in every frame and passes untouched, unlike
+    spectral subtraction's median floor. The gain never falls below ``floor_db``
+    (less "musical noise").
+
+    Parameters
+    ----------
+    signal : ndarray
+        Noisy sound.
+    fps : float
+        Its sampling rate.
+    noise_variance : float or ndarray
+        Variance per sample of the noise: a float for white noise, or one value
+        per STFT frequency.
+    window_s, smoothing, floor_db : float
+        STFT window (Hann, 75 % overlap), decision-directed smoothing, gain floor.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.arange(4 * 2200) / 2200
+    >>> tone = np.sin(2 * np.pi * 440 * t)
+    >>> out = mmse_lsa(tone + 0.3 * rng.standard_normal(t.size), fps=2200, noise_variance=0.09)
+    >>> bool(np.std(out - tone) < 0.5 * 0.3)
+    True
+    """
+    from scipy.special import exp1
+
+    signal = np.asarray(signal, dtype=np.float64)
+    nperseg = max(16, int(round(window_s * fps)))
+    noverlap = 3 * nperseg // 4
+    window = scipy.signal.get_window("hann", nperseg)
+    _, _, spec = scipy.signal.stft(signal, fs=fps, window=window, nperseg=nperseg, noverlap=noverlap)
+    # stft scales by 1/sum(window): white noise of variance s2 has E|X|^2 = s2 sum(w^2) / sum(w)^2.
+    noise = np.broadcast_to(
+        np.asarray(noise_variance, dtype=np.float64).reshape(-1, 1) * np.sum(window**2) / np.sum(window) ** 2,
+        (spec.shape[0], 1),
+    )
+    noise = np.maximum(noise, 1e-300)
+    power = np.abs(spec) ** 2
+    gain_floor = 10 ** (floor_db / 20)
+    out = np.empty_like(spec)
+    previous = np.zeros(spec.shape[0])  # |S_hat|^2 of the previous frame
+    for k in range(spec.shape[1]):
+        posterior = power[:, k] / noise[:, 0]
+        prior = smoothing * previous / noise[:, 0] + (1 - smoothing) * np.maximum(posterior - 1, 0)
+        prior = np.maximum(prior, 1e-3)
+        v = prior * posterior / (1 + prior)
+        gain = prior / (1 + prior) * np.exp(0.5 * exp1(np.maximum(v, 1e-10)))
+        gain = np.clip(gain, gain_floor, 1.0)
+        out[:, k] = gain * spec[:, k]
+        previous = np.abs(out[:, k]) ** 2
+    _, result = scipy.signal.istft(out, fs=fps, window=window, nperseg=nperseg, noverlap=noverlap)
+    return result[: signal.size]

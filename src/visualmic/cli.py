@@ -106,7 +106,8 @@ def main() -> None:
               help="Frames averaged into the reference.")
 @click.option("--highpass", "highpass_hz", type=float, default=None, help="High-pass cut-off in Hz [default: 0.05 x Nyquist; 0: off].")
 @click.option("--denoise", type=click.Choice(DENOISERS), default=RecoverOptions.denoise, show_default=True,
-              help="'spectral': spectral subtraction for speech in steady noise (keeps steady tones).")
+              help="'mmse': MMSE log-spectral amplitude with the measured noise floor (keeps tones); "
+                   "'spectral': spectral subtraction for speech in steady noise.")
 @click.option("--rate", default=str(STANDARD_RATE_HZ), show_default=True,
               help="Output rate in Hz (16-bit WAV), or 'native' for the capture rate as 32-bit float.")
 @click.option("--regions", type=int, default=RecoverOptions.regions, show_default=True,

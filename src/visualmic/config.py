@@ -11,7 +11,7 @@ from .sources.base import Roi
 __all__ = ["RecoverOptions", "METHODS", "DENOISERS", "STANDARD_RATE_HZ", "MIN_FRAMES"]
 
 METHODS = ("phase", "davis2014")
-DENOISERS = ("none", "spectral")
+DENOISERS = ("none", "spectral", "mmse")
 STANDARD_RATE_HZ = 48000
 MIN_FRAMES = 16
 
@@ -41,9 +41,11 @@ class RecoverOptions:
         Frames averaged into the reference (``"phase"`` only; the 2014 recipe uses frame 0).
     highpass_hz : float or None
         High-pass cut-off (Hz); None: 0.05 x Nyquist; 0 disables it.
-    denoise : {"none", "spectral"}
-        Spectral subtraction keeps steady tones (and reports them); use it
-        for speech in stationary noise, not for sustained music.
+    denoise : {"none", "spectral", "mmse"}
+        ``"mmse"``: MMSE log-spectral amplitude estimator driven by the noise floor
+        the combination measured (white): keeps tones, for speech and music.
+        ``"spectral"``: spectral subtraction with a median floor; it keeps steady
+        tones only by detecting them (and reports them); for speech in steady noise.
     rate : int or "native"
         Output WAV rate: a standard rate (16-bit PCM), or the capture rate as 32-bit float.
     max_lag : int
@@ -84,6 +86,9 @@ class RecoverOptions:
             raise InputError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.denoise not in DENOISERS:
             raise InputError(f"unknown denoiser {self.denoise!r}: choose one of {', '.join(DENOISERS)}")
+        if self.denoise == "mmse" and self.method == "davis2014":
+            raise InputError("--denoise mmse uses the noise floor the default method measures; "
+                             "with --method davis2014 use --denoise spectral")
         if not (isinstance(self.downsample, int) and self.downsample >= 1):
             raise InputError(f"downsample factor must be an integer >= 1, got {self.downsample!r}")
         if self.scales is not None and self.scales < 1:
