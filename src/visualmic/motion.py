@@ -71,9 +71,12 @@ class BandReference:
 
     @functools.cached_property
     def _amplitude_interleaved(self) -> np.ndarray:
-        """``(2P, 2R)``: amplitude weights at the real parts' positions of an interleaved complex array."""
-        out = np.zeros((2 * self.amplitude_weights.shape[1], self.amplitude_weights.shape[0]), dtype=np.float32)
-        out[0::2] = self.amplitude_weights.T
+        """``(2P, 2R + 1)``: amplitude weights at the real parts' positions of an interleaved
+        complex array, and a last column giving the frame's brightness gain ``sum Re(q) / sum A**2``."""
+        pixels = self.amplitude_weights.shape[1]
+        out = np.zeros((2 * pixels, self.amplitude_weights.shape[0] + 1), dtype=np.float32)
+        out[0::2, :-1] = self.amplitude_weights.T
+        out[0::2, -1] = 1.0 / max(float(np.sum(np.abs(self.conj_ref) ** 2)), 1e-30)
         return out
 
 
@@ -208,9 +211,12 @@ def phase_gradient_sums(bands: list[np.ndarray], references: list[BandReference]
     for band, ref in zip(bands, references):
         q = band.reshape(n, -1) * ref.conj_ref
         dphi = np.angle(q)
-        # Re(q) read through the interleaved float view: no strided copy.
-        interleaved = q.view(np.float32)
-        sums = dphi @ ref.phase_weights.T + interleaved @ ref._amplitude_interleaved - ref.offset
+        # Re(q) read through the interleaved float view: no strided copy. The amplitude term
+        # is made blind to the frame's brightness (flicker): under a gain g, Re(q) = g A^2, so
+        # g times the offset is what the reference itself would give.
+        amplitude = q.view(np.float32) @ ref._amplitude_interleaved
+        gain = amplitude[:, -1:]
+        sums = dphi @ ref.phase_weights.T + amplitude[:, :-1] - gain * ref.offset
         per_band.append(sums.reshape(n, ref.regions, 2))
     return np.concatenate(per_band, axis=1).astype(np.float64)
 
