@@ -71,12 +71,13 @@ class BandReference:
 
     @functools.cached_property
     def _amplitude_interleaved(self) -> np.ndarray:
-        """``(2P, 2R + 1)``: amplitude weights at the real parts' positions of an interleaved
-        complex array, and a last column giving the frame's brightness gain ``sum Re(q) / sum A**2``."""
-        pixels = self.amplitude_weights.shape[1]
-        out = np.zeros((2 * pixels, self.amplitude_weights.shape[0] + 1), dtype=np.float32)
-        out[0::2, :-1] = self.amplitude_weights.T
-        out[0::2, -1] = 1.0 / max(float(np.sum(np.abs(self.conj_ref) ** 2)), 1e-30)
+        """``(2P, 2R + 2)``: amplitude weights at the real parts' positions of an interleaved
+        complex array, a column giving the frame's brightness gain ``sum Re(q) / sum A**2``, and a
+        zero column (an odd width takes a much slower BLAS path: 1.5 ms against 1.1 ms at 704²)."""
+        pixels, channels = self.amplitude_weights.shape[1], self.amplitude_weights.shape[0]
+        out = np.zeros((2 * pixels, channels + 2), dtype=np.float32)
+        out[0::2, :channels] = self.amplitude_weights.T
+        out[0::2, channels] = 1.0 / max(float(np.sum(np.abs(self.conj_ref) ** 2)), 1e-30)
         return out
 
 
@@ -215,8 +216,9 @@ def phase_gradient_sums(bands: list[np.ndarray], references: list[BandReference]
         # is made blind to the frame's brightness (flicker): under a gain g, Re(q) = g A^2, so
         # g times the offset is what the reference itself would give.
         amplitude = q.view(np.float32) @ ref._amplitude_interleaved
-        gain = amplitude[:, -1:]
-        sums = dphi @ ref.phase_weights.T + amplitude[:, :-1] - gain * ref.offset
+        channels = ref.amplitude_weights.shape[0]
+        gain = amplitude[:, channels : channels + 1]
+        sums = dphi @ ref.phase_weights.T + amplitude[:, :channels] - gain * ref.offset
         per_band.append(sums.reshape(n, ref.regions, 2))
     return np.concatenate(per_band, axis=1).astype(np.float64)
 
