@@ -165,7 +165,7 @@ def normalize_peak(signal: np.ndarray, *, peak: float = 0.99) -> np.ndarray:
     top = np.max(np.abs(signal)) if signal.size else 0.0
     if not np.isfinite(top) or top == 0:
         return np.zeros_like(signal, dtype=np.float32)
-    return (signal * (peak / top)).astype(np.float32)
+    return (signal / top * peak).astype(np.float32)  # divide first: peak / top overflows for tiny tops
 
 
 def resample(signal: np.ndarray, *, rate_in_hz: float, rate_out_hz: float) -> np.ndarray:
