@@ -299,7 +299,10 @@ def _measure(
     threads = opts.threads or os.cpu_count() or 1
     # Chunks run in parallel threads, so each FFT uses one.
     pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1 if threads > 1 else None)
-    first_bands = pyramid.bands(first_frames)
+    # The reference frames' bands, computed in parallel like every other chunk.
+    pieces = (first_frames[i : i + chunk] for i in range(0, first_frames.shape[0], chunk))
+    per_piece = list(map_ordered(pyramid.bands, pieces, threads=threads))
+    first_bands = [np.concatenate([piece[b] for piece in per_piece]) for b in range(len(pyramid.bands_info))]
     references = reference_bands(first_bands)
     prepared = (
         prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.regions)
