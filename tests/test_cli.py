@@ -123,3 +123,10 @@ def test_evaluate_reports_all_metrics(tmp_path):
     assert "segmental SNR" in table.stdout and "100-3000 Hz" in table.stdout
     bad = run("evaluate", tmp_path / "est.wav", tmp_path / "missing.wav")
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_missing_output_folder_fails_before_any_work(tmp_path, clip):
+    r = run("recover", clip, "-o", tmp_path / "nowhere" / "out.wav", "--fps", "2200")
+    assert r.returncode == 2 and "output folder" in r.stderr and "does not exist" in r.stderr
+    r = run("recover", clip, "-o", tmp_path / "out.mp3", "--fps", "2200")
+    assert r.returncode == 2 and ".wav" in r.stderr

@@ -129,6 +129,8 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     """
     if output.suffix.lower() != ".wav":
         raise InputError(f"{output}: the output must be a .wav file")
+    if not output.absolute().parent.is_dir():  # say so before the work, not after it
+        raise InputError(f"{output}: the output folder {output.absolute().parent} does not exist")
     options = RecoverOptions(
         fps=fps,
         roi=parse_roi(roi) if roi else None,
