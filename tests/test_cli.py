@@ -130,3 +130,19 @@ def test_missing_output_folder_fails_before_any_work(tmp_path, clip):
     assert r.returncode == 2 and "output folder" in r.stderr and "does not exist" in r.stderr
     r = run("recover", clip, "-o", tmp_path / "out.mp3", "--fps", "2200")
     assert r.returncode == 2 and ".wav" in r.stderr
+
+
+def test_a_truncated_video_is_recovered_with_a_warning(tmp_path):
+    from visualmic.outputs import write_video
+
+    frames = (np.random.default_rng(0).random((400, 48, 48)) * 255).astype(np.uint8)
+    write_video(tmp_path / "full.mkv", [frames], fps=1000, codec="ffv1")
+    data = (tmp_path / "full.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    r = run("recover", tmp_path / "cut.mkv", "-o", tmp_path / "cut.wav", "--fps", "1000", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert 100 < summary["frames"] < 400
+    assert any("ends early" in w for w in summary["warnings"]) and "ends early" in r.stderr
+    r = run("recover", tmp_path / "full.mkv", "-o", tmp_path / "full.wav", "--fps", "1000", "--json", "-q")
+    assert json.loads(r.stdout)["warnings"] == []

@@ -369,6 +369,9 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
     if not meta.frame_count_exact and meta.frame_count is not None and meta.frame_count != count:
         notes.append(f"the header claims {meta.frame_count} frames; {count} decoded, and those were used")
+    if meta.duration_s and meta.fps and meta.duration_s - count / meta.fps > 2.0 / meta.fps:
+        warnings.append(f"the file ends early: the container announces {meta.duration_s:.3f} s, "
+                        f"{count / meta.fps:.3f} s decoded ({count} frames); truncated or damaged file?")
 
     direction: float | None = None
     if prepared is not None:

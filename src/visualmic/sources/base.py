@@ -48,6 +48,8 @@ class Meta:
     rate_warnings : list of str
         Doubts about ``fps`` (a playback rate, a container that cannot store the
         rate); they matter only when the user does not give the rate.
+    duration_s : float or None
+        Duration the container claims, at its own rate (to detect truncated files).
     """
 
     path: str
@@ -63,6 +65,7 @@ class Meta:
     lossy: bool | None = None
     warnings: list[str] = field(default_factory=list)
     rate_warnings: list[str] = field(default_factory=list)
+    duration_s: float | None = None
 
 
 def grey_from_channels(frames: np.ndarray, channel_axis: bool) -> np.ndarray:

@@ -77,6 +77,7 @@ class VideoSource(FrameSource):
                 fps_origin="container" if rate else "none",
                 codec=codec,
                 lossy=codec not in LOSSLESS_CODECS,
+                duration_s=container.duration / 1e6 if container.duration else None,
             )
         finally:
             container.close()
