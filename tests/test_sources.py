@@ -108,3 +108,23 @@ def test_bad_files_raise_input_error(tmp_path, name, content, message):
 def test_empty_folder(tmp_path):
     with pytest.raises(InputError, match="no PNG or TIFF"):
         open_source(tmp_path)
+
+
+def test_rate_from_timestamps_when_the_container_stores_none(tmp_path):
+    """NUT keeps exact timestamps but no frame rate (its base rate is the time base)."""
+    import fractions
+
+    import av
+
+    path = tmp_path / "v.nut"
+    with av.open(str(path), "w", format="nut") as out:
+        stream = out.add_stream("ffv1", rate=fractions.Fraction(2200))
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "gray"
+        for frame in _frames(n=120, shape=(32, 32)):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="gray")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    meta = open_source(path).meta
+    assert meta.fps == pytest.approx(2200, rel=1e-6) and meta.fps_origin == "timestamps"
+    assert _read_all(open_source(path)).shape == (120, 32, 32)  # the probe left the file at its start

@@ -35,6 +35,25 @@ def _grey(frame: av.VideoFrame) -> np.ndarray:
     return rgb.mean(axis=-1, dtype=np.float32)
 
 
+def _rate_from_timestamps(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                          packets: int = 100) -> float | None:
+    """Frame rate from the mean spacing of the first packets' timestamps (rounding averages out)."""
+    stamps = []
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                stamps.append(packet.pts)
+            if len(stamps) >= packets:
+                break
+    except av.error.FFmpegError:
+        return None
+    finally:
+        container.seek(0)
+    if len(stamps) < 3 or max(stamps) == min(stamps):
+        return None
+    return float((len(stamps) - 1) / ((max(stamps) - min(stamps)) * stream.time_base))
+
+
 class VideoSource(FrameSource):
     """Frames of the first video stream of a file, decoded one chunk at a time.
 
@@ -61,7 +80,11 @@ class VideoSource(FrameSource):
             ctx = stream.codec_context
             if not ctx.width or not ctx.height:
                 raise InputError(f"{path}: the video stream has no frame size (corrupt header?)")
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            rate, origin = stream.average_rate, "container"
+            if not rate:  # e.g. NUT stores none, and its base rate is the time base
+                rate, origin = _rate_from_timestamps(container, stream), "timestamps"
+            if not rate:
+                rate, origin = stream.guessed_rate or stream.base_rate, "container"
             codec = ctx.name
             pix = ctx.format
             bits = pix.components[0].bits if pix is not None else 8
@@ -74,7 +97,7 @@ class VideoSource(FrameSource):
                 frame_count=int(stream.frames) or None,
                 frame_count_exact=False,
                 fps=float(rate) if rate else None,
-                fps_origin="container" if rate else "none",
+                fps_origin=origin if rate else "none",
                 codec=codec,
                 lossy=codec not in LOSSLESS_CODECS,
                 duration_s=container.duration / 1e6 if container.duration else None,
