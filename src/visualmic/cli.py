@@ -99,7 +99,8 @@ def main() -> None:
 @click.option("--roi", default=None, metavar="X,Y,W,H", help="Region of interest in pixels.")
 @click.option("--downsample", type=float, default=1.0, show_default=True, help="Block-average factor (2, or 0.5 for half size).")
 @click.option("--scales", type=int, default=None, help="Pyramid scales [default: enough to cover the texture's detail, at most 5].")
-@click.option("--orientations", type=int, default=RecoverOptions.orientations, show_default=True)
+@click.option("--orientations", type=int, default=RecoverOptions.orientations, show_default=True,
+              help="Pyramid orientations per scale.")
 @click.option("--method", type=click.Choice(METHODS), default=RecoverOptions.method, show_default=True,
               help="'phase': this project's estimator; 'davis2014': the paper's recipe, for comparison.")
 @click.option("--reference-frames", type=int, default=RecoverOptions.reference_frames, show_default=True,
