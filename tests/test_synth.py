@@ -148,7 +148,7 @@ def test_rolling_shutter_bad_timing_is_an_input_error(tmp_path):
 
 def test_synth_warns_when_the_container_cannot_keep_the_rate(tmp_path):
     r = run("synth", "tone:300", "-o", tmp_path / "v.mkv", "--fps", "2200", "--duration", "0.05", "--size", "16x16")
-    assert r.returncode == 0 and "cannot store 2200 fps exactly" in r.stderr
+    assert r.returncode == 0 and "cannot represent 2200 fps exactly" in r.stderr
     assert json.loads((tmp_path / "v.json").read_text())["container_rate_exact"] is False
     r = run("synth", "tone:300", "-o", tmp_path / "w.mov", "--fps", "2200", "--duration", "0.05", "--size", "16x16")
     assert r.returncode == 0 and "warning" not in r.stderr

@@ -23,6 +23,7 @@ from .config import DENOISERS, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .errors import InputError
 from .outputs import VIDEO_CODECS, write_json, write_video, write_wav
 from .sources.base import parse_roi
+from .sources.video import rate_storage_problem
 from .synth import (
     Camera,
     RollingShutter,
@@ -195,15 +196,6 @@ def _load_audio(spec: str, *, fps: float, duration_s: float) -> np.ndarray:
     return resample(data, rate_in_hz=rate, rate_out_hz=fps)
 
 
-def _container_keeps_rate(suffix: str, fps: float) -> bool:
-    """Whether a container stores a frame rate exactly (arrays store none: nothing to get wrong)."""
-    if suffix == ".mkv":
-        return abs(1000.0 / fps - round(1000.0 / fps)) < 1e-9
-    if suffix == ".avi":
-        return fps <= 600.0
-    return True
-
-
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -282,10 +274,10 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
         raise InputError(str(exc)) from None
     count = write_video(output, scene.frames(), fps=fps, codec=codec, quality=quality,
                         frame_count=scene.displacement_px.size)
-    rate_exact = _container_keeps_rate(suffix, fps)
-    if not rate_exact:
-        click.echo(f"visualmic: warning: {output.name}: the container cannot store {fps:g} fps exactly "
-                   "(Matroska keeps millisecond timestamps; AVI at most 600 fps); recover it with --fps, "
+    problem = rate_storage_problem({".mkv": "matroska", ".avi": "avi"}.get(suffix, ""), fps)
+    rate_exact = problem is None
+    if problem:
+        click.echo(f"visualmic: warning: {output.name}: {problem}; recover it with --fps, "
                    "or write .mov (PNG, lossless) for an exact rate", err=True)
     stem = output.with_suffix("")
     truth_path = stem.with_name(stem.name + ".truth.wav")

@@ -121,6 +121,20 @@ def _directional_frequencies(shape: tuple[int, int], direction_deg: float) -> np
     return fx * np.cos(theta) - fy * np.sin(theta)  # rows grow downwards
 
 
+def directional_gradient(texture: np.ndarray, direction_deg: float) -> np.ndarray:
+    """Derivative of a periodic texture along a direction, computed spectrally (exact if band-limited).
+
+    Examples
+    --------
+    >>> x = np.arange(32)
+    >>> ramp = np.tile(np.sin(2 * np.pi * x / 32), (4, 1))
+    >>> bool(np.allclose(directional_gradient(ramp, 0.0)[0], 2 * np.pi / 32 * np.cos(2 * np.pi * x / 32)))
+    True
+    """
+    k_dir = _directional_frequencies(texture.shape, direction_deg)
+    return scipy.fft.irfft2(scipy.fft.rfft2(texture) * 2j * np.pi * k_dir, s=texture.shape)
+
+
 def mode_shape(kind: str, shape: tuple[int, int]) -> np.ndarray:
     """Spatial shape of the motion: how much each pixel moves per unit of the sound.
 
@@ -233,9 +247,7 @@ def cramer_rao_variance(
     >>> round(v4 / v1, 6)
     4.0
     """
-    spec = scipy.fft.rfft2(texture)
-    k_dir = _directional_frequencies(texture.shape, direction_deg)
-    gradient = scipy.fft.irfft2(spec * 2j * np.pi * k_dir, s=texture.shape)
+    gradient = directional_gradient(texture, direction_deg)
     if shape is not None:
         gradient = gradient * shape
     return float(1.0 / np.sum(gradient**2 / noise_variance))
@@ -451,8 +463,7 @@ class Scene:
         """
         if self.rolling_shutter is None:
             return cramer_rao_snr_db(self.displacement_px, self.cramer_rao_variance(), fps=self.fps, band_hz=band_hz)
-        spec = np.fft.rfft(self.texture, axis=1)
-        gradient = np.fft.irfft(spec * 2j * np.pi * np.fft.rfftfreq(self.texture.shape[1]), n=self.texture.shape[1], axis=1)
+        gradient = directional_gradient(self.texture, 0.0)  # rows see motion along x only
         per_row = 1.0 / np.sum(gradient**2 / self.camera.noise_variance(self.texture), axis=1)
         samples_per_s = self.texture.shape[0] * self.fps
         truth = self.row_displacement_px.reshape(-1)  # in capture order; gaps are ignored for the power

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 from .base import FrameSource, Meta
 
-__all__ = ["VideoSource", "LOSSLESS_CODECS"]
+__all__ = ["VideoSource", "LOSSLESS_CODECS", "rate_storage_problem"]
 
 LOSSLESS_CODECS = frozenset(
     "ffv1 png apng rawvideo huffyuv ffvhuff utvideo magicyuv qtrle tiff zlib gif bmp pam pgm ppm "
@@ -33,6 +33,23 @@ def _grey(frame: av.VideoFrame) -> np.ndarray:
         return rows[: frame.height, : frame.width].astype(np.float32)
     rgb = frame.to_ndarray(format="rgb48le" if bits > 8 else "rgb24")
     return rgb.mean(axis=-1, dtype=np.float32)
+
+
+def rate_storage_problem(container_format: str, fps: float) -> str | None:
+    """Why a container cannot store a frame rate exactly, or None if it can.
+
+    Examples
+    --------
+    >>> rate_storage_problem("matroska", 2200)
+    'Matroska stores timestamps in milliseconds and cannot represent 2200 fps exactly'
+    >>> rate_storage_problem("mov", 2200) is None
+    True
+    """
+    if container_format == "matroska" and abs(1000.0 / fps - round(1000.0 / fps)) > 1e-6:
+        return f"Matroska stores timestamps in milliseconds and cannot represent {fps:g} fps exactly"
+    if container_format == "avi" and fps > 600.0:
+        return f"FFmpeg's AVI writer stores at most 600 fps, not {fps:g}"
+    return None
 
 
 def _rate_from_timestamps(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
@@ -115,10 +132,9 @@ class VideoSource(FrameSource):
             )
         if meta.fps is None:
             return
-        if meta.format == "matroska" and abs(1000.0 / meta.fps - round(1000.0 / meta.fps)) > 1e-6:
-            meta.rate_warnings.append(
-                f"Matroska stores timestamps in milliseconds and cannot represent {meta.fps:g} fps exactly"
-            )
+        problem = rate_storage_problem(meta.format, meta.fps)
+        if problem:
+            meta.rate_warnings.append(problem)
         if meta.format == "avi" and meta.fps >= 599.0:
             meta.rate_warnings.append("FFmpeg's AVI writer stores at most 600 fps, so this rate may be a cap")
         if meta.fps <= 120.0:
