@@ -112,6 +112,9 @@ def project_band_motion(
     # A tiny ridge keeps texture with detail in one direction only (a grating) solvable:
     # the motion across it is then simply not seen.
     total = fisher.sum(axis=0) + np.eye(2) * 1e-9 * max(np.trace(fisher.sum(axis=0)), 1e-300)
+    # The joint estimate's noise covariance is proportional to total^-1 and anisotropic
+    # (larger where the texture has less detail).
+    noise = np.linalg.inv(total)
     if coherent:
         joint = -np.linalg.solve(total, sums.sum(axis=1).T)  # (2, frames): y, x
         filtered = highpass(joint, fps=fps, cutoff_hz=highpass_hz)
@@ -121,19 +124,16 @@ def project_band_motion(
         # energy whatever its sign; in the units of the joint estimate, total^-1 (.) total^-1.
         filtered = highpass(sums.transpose(1, 2, 0), fps=fps, cutoff_hz=highpass_hz)  # (channels, 2, frames)
         scores = np.einsum("cit,cjt->ij", filtered, filtered)
-        inverse = np.linalg.inv(total)
-        covariance = inverse @ scores @ inverse
-    # The joint estimate's noise covariance is proportional to total^-1 and anisotropic
-    # (larger where the texture has less detail): with C = P u u' + s2 N, the top
-    # generalised eigenvector v of (C, N) gives u ~ N v, free of that bias.
-    noise = np.linalg.inv(total)
+        covariance = noise @ scores @ noise
+    # With C = P u u' + s2 N, the top generalised eigenvector v of (C, N) gives u ~ N v,
+    # free of the noise's anisotropy.
     _, vecs = scipy.linalg.eigh(covariance, noise)
     u = noise @ vecs[:, -1]
     u /= np.linalg.norm(u)  # (uy, ux), rows grow downwards
     if u[1] < 0 or (abs(u[1]) < 1e-12 and u[0] > 0):
         u = -u
     information = np.maximum(np.einsum("i,bij,j->b", u, fisher, u), 1e-12 * np.trace(total))
-    signals = -np.einsum("i,tbi->bt", u, sums) / np.maximum(information, 1e-300)[:, None]
+    signals = -np.einsum("i,tbi->bt", u, sums) / information[:, None]
     direction = float(np.degrees(np.arctan2(-u[0], u[1])))
     return BandMotion(signals_px=signals, information=information, direction_deg=direction, unit_vector=u)
 
@@ -181,8 +181,12 @@ def combine_bands(
     the pixel-noise level measured from the residuals; a band whose residual
     shows more than twice its predicted noise (aliasing, specularities, codec
     damage: anything the white-noise model misses) gets its measured variance,
-    so it is weighted by what it really delivers. The gains (with their sign) are regressed on the combined
-    signal with the bias from its own noise removed; lags within ``±max_lag``.
+    so it is weighted by what it really delivers. Signs start from a regression on
+    the most informative band (a flip must be significant); gains are then
+    estimated once, each band against the combination of the others with their
+    shared noise removed, and shrunk towards their prior (the bands are
+    calibrated in pixels) by their uncertainty. Lags within ``±max_lag`` change
+    only when significantly better.
 
     Parameters
     ----------
