@@ -13,6 +13,8 @@ import numpy as np
 import scipy.linalg
 import scipy.signal
 
+from .audio import resample
+
 __all__ = [
     "Alignment",
     "align",
@@ -90,14 +92,27 @@ def snr_db(
     >>> round(snr_db(est, ref, fps=2200), 1)
     20.0
     """
-    est = _bandpass(estimate, fps, band_hz)
-    ref = _bandpass(reference, fps, band_hz)
+    est, clean, _ = _matched(estimate, reference, fps=fps, band_hz=band_hz, max_lag=max_lag, trim=trim)
+    return _power_ratio_db(clean, est - clean)
+
+
+def _matched(
+    estimate: np.ndarray, reference: np.ndarray, *, fps: float, band_hz: tuple[float, float] | None,
+    max_lag: int, trim: int = 0,
+) -> tuple[np.ndarray, np.ndarray, Alignment]:
+    """Both signals band-limited, the reference delayed and scaled to match best, and the
+    samples the delay wrapped around (plus ``trim`` at each end) left out."""
+    n = min(len(estimate), len(reference))
+    est = _bandpass(np.asarray(estimate[:n], dtype=np.float64), fps, band_hz)
+    ref = _bandpass(np.asarray(reference[:n], dtype=np.float64), fps, band_hz)
     a = align(est, ref, max_lag=max_lag)
-    n = min(est.size, ref.size)
-    model = a.gain * np.roll(ref[:n], a.lag)
-    sl = slice(trim + abs(a.lag), n - trim - abs(a.lag))
-    error = est[:n][sl] - model[sl]
-    return float(10 * np.log10(np.sum(model[sl] ** 2) / max(np.sum(error**2), 1e-300)))
+    clean = a.gain * np.roll(ref, a.lag)
+    keep = slice(max(a.lag, 0) + trim, n + min(a.lag, 0) - trim)
+    return est[keep], clean[keep], a
+
+
+def _power_ratio_db(signal: np.ndarray, error: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(signal**2) / max(np.sum(error**2), 1e-300)))
 
 
 def _frames(x: np.ndarray, rate_hz: float, frame_s: float = 0.030) -> np.ndarray:
@@ -208,19 +223,10 @@ def evaluate(
     >>> round(e.snr_db), round(e.lag_s * 8000), round(e.gain, 2)
     (20, 40, -0.5)
     """
-    from .audio import resample
-
     rate = float(min(recovered_rate_hz, reference_rate_hz))
     rec = resample(np.asarray(recovered, float), rate_in_hz=recovered_rate_hz, rate_out_hz=rate)
     ref = resample(np.asarray(reference, float), rate_in_hz=reference_rate_hz, rate_out_hz=rate)
-    n = min(rec.size, ref.size)
-    rec = _bandpass(rec[:n], rate, band_hz)
-    ref = _bandpass(ref[:n], rate, band_hz)
-    a = align(rec, ref, max_lag=int(max_lag_s * rate))
-    clean = a.gain * np.roll(ref, a.lag)
-    keep = slice(max(a.lag, 0), n + min(a.lag, 0))  # drop the samples the roll wrapped around
-    rec, clean = rec[keep], clean[keep]
-    snr = 10 * np.log10(np.sum(clean**2) / max(np.sum((rec - clean) ** 2), 1e-300))
+    rec, clean, a = _matched(rec, ref, fps=rate, band_hz=band_hz, max_lag=int(max_lag_s * rate))
     stoi = None
     try:
         import pystoi
@@ -232,7 +238,7 @@ def evaluate(
         rate_hz=rate,
         lag_s=a.lag / rate,
         gain=a.gain,
-        snr_db=float(snr),
+        snr_db=_power_ratio_db(clean, rec - clean),
         segmental_snr_db=segmental_snr_db(rec, clean, rate_hz=rate),
         llr=log_likelihood_ratio(rec, clean, rate_hz=rate),
         stoi=stoi,
