@@ -97,7 +97,7 @@ class Recovery:
         (a weight's contribution to the signal, comparable across bands), summed
         and normalised to 1.
         """
-        grid = self.options.regions if self.options.method == "phase" else 1
+        grid = self.options.region_grid
         share = np.abs(self.band_weights) * np.nan_to_num(self.band_noise_px, nan=1.0)
         share = share.reshape(-1, grid * grid).sum(axis=0).reshape(grid, grid)
         total = share.sum()
@@ -141,7 +141,7 @@ class Recovery:
             "method": self.options.method,
             "highpass_hz": self.highpass_hz,
             "scales": 1 + max(band["level"] for band in self.bands),
-            "regions": self.options.regions,
+            "regions": self.options.region_grid,
             "orientations": self.options.orientations,
             "direction_deg": self.direction_deg,
             "noise_floor_px": None if not np.isfinite(self.noise_floor_px) else self.noise_floor_px,
@@ -162,7 +162,7 @@ class Recovery:
 
 def _channels(pyramid: SteerablePyramid, opts: RecoverOptions) -> list[dict]:
     """Description of every measured channel (band, and region when the frame is split)."""
-    regions = opts.regions if opts.method == "phase" else 1
+    regions = opts.region_grid
     out = []
     for b in pyramid.bands_info:
         for region in range(regions * regions):
@@ -278,8 +278,8 @@ def _measure(
     """Stream every frame through the pyramid and the motion stage.
 
     Returns the pyramid, the prepared references (None for the 2014 recipe) and
-    the per-frame band measurements: ``(frames, bands, 2)`` normal-equation sums,
-    or ``(frames, bands)`` 2014 band signals.
+    the per-frame measurements: ``(frames, channels, 2)`` normal-equation sums
+    (channels: band x region), or ``(frames, bands)`` 2014 band signals.
     """
     chunk = opts.chunk_frames or default_chunk_frames(shape)
 
@@ -305,7 +305,7 @@ def _measure(
     first_bands = [np.concatenate([piece[b] for piece in per_piece]) for b in range(len(pyramid.bands_info))]
     references = reference_bands(first_bands)
     prepared = (
-        prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.regions)
+        prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.region_grid)
         if opts.method == "phase"
         else None
     )
@@ -376,7 +376,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     direction: float | None = None
     if prepared is not None:
         fisher = np.concatenate([r.fisher for r in prepared])
-        motion = project_band_motion(measured, fisher, fps=fps, highpass_hz=highpass_hz, coherent=opts.regions == 1)
+        motion = project_band_motion(measured, fisher, fps=fps, highpass_hz=highpass_hz, coherent=opts.region_grid == 1)
         noise_model = band_noise_covariance(pyramid, prepared, motion.unit_vector)
         combo = combine_bands(
             motion.signals_px, noise_covariance=noise_model, fps=fps, highpass_hz=highpass_hz, max_lag=opts.max_lag

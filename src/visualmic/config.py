@@ -110,6 +110,17 @@ class RecoverOptions:
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise InputError(f"chunk_frames must be at least 1, got {self.chunk_frames}")
 
+    @property
+    def region_grid(self) -> int:
+        """Regions per side actually measured: the 2014 recipe treats the frame as a whole.
+
+        Examples
+        --------
+        >>> RecoverOptions(regions=4).region_grid, RecoverOptions(regions=4, method="davis2014").region_grid
+        (4, 1)
+        """
+        return self.regions if self.method == "phase" else 1
+
     def to_dict(self) -> dict[str, object]:
         """Plain dictionary, for JSON summaries and reports.
 
