@@ -213,6 +213,15 @@ class SteerablePyramid:
         self.highpass = highpass
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.periodic = bool(periodic)
+        if self.periodic:  # built once per frame size, like the masks
+            q = np.arange(rows)[:, None]
+            r = np.arange(cols // 2 + 1)[None, :]
+            denominator = 2 * np.cos(2 * np.pi * q / rows) + 2 * np.cos(2 * np.pi * r / cols) - 4
+            denominator[0, 0] = 1.0  # the mean is left alone
+            self._smooth_factors = (
+                (1 - np.exp(2j * np.pi * q / rows)) / denominator,
+                (1 - np.exp(2j * np.pi * r / cols)) / denominator,
+            )
         self.bands_info: list[Band] = [
             self._plan_band(level, k) for level in range(self.scales) for k in range(self.orientations)
         ]
@@ -253,6 +262,7 @@ class SteerablePyramid:
         # Walk the box in the order of the output indices (k mod size), so that a run
         # breaks only where the source jumps: a full-height band is one block.
         row_order = np.argsort(box_ky % box_rows, kind="stable")
+        kys_all = box_ky[row_order]
         for mirror in (False, True):
             col_sel = np.flatnonzero(box_kx < 0 if mirror else box_kx >= 0)
             if not col_sel.size:
@@ -261,7 +271,6 @@ class SteerablePyramid:
             col_sel = col_sel[np.argsort(box_kx[col_sel] % box_cols, kind="stable")]
             kxs = box_kx[col_sel]
             for col_run in _contiguous_runs(kxs % box_cols, sign * kxs):
-                kys_all = box_ky[row_order]
                 for row_run in _contiguous_runs(kys_all % box_rows, (sign * kys_all) % rows):
                     kys, kx_run = kys_all[row_run], kxs[col_run]
                     m = box_mask[np.ix_(row_order[row_run], col_sel[col_run])] * gain
@@ -296,7 +305,7 @@ class SteerablePyramid:
         """Real FFT of a batch of frames, shape ``(n, rows, cols // 2 + 1)``.
 
         With ``periodic=True`` at construction, the spectrum is that of each
-        frame's periodic component (see :func:`periodic_component_spectrum`).
+        frame's periodic component (Moisan's periodic-plus-smooth decomposition).
         """
         frames = np.asarray(frames, dtype=np.float32)
         if frames.shape[-2:] != self.shape:
@@ -312,15 +321,9 @@ class SteerablePyramid:
         The smooth part is the solution of a Poisson equation whose source is the
         frame's boundary jumps; its spectrum needs only 1-D FFTs of the jumps.
         """
-        rows, cols = self.shape
         a = np.fft.rfft(frames[:, -1, :] - frames[:, 0, :], axis=-1)  # (n, cols//2+1): A(r)
         b = np.fft.fft(frames[:, :, -1] - frames[:, :, 0], axis=-1)  # (n, rows): B(q)
-        q = np.arange(rows)[:, None]
-        r = np.arange(cols // 2 + 1)[None, :]
-        denominator = 2 * np.cos(2 * np.pi * q / rows) + 2 * np.cos(2 * np.pi * r / cols) - 4
-        denominator[0, 0] = 1.0  # the mean is left alone
-        row_factor = (1 - np.exp(2j * np.pi * q / rows)) / denominator
-        col_factor = (1 - np.exp(2j * np.pi * r / cols)) / denominator
+        row_factor, col_factor = self._smooth_factors
         smooth = a[:, None, :] * row_factor + b[:, :, None] * col_factor
         smooth[:, 0, 0] = 0
         return smooth.astype(np.complex64)
