@@ -92,3 +92,24 @@ def test_rejects_bad_parameters():
         SteerablePyramid((4, 32))
     with pytest.raises(ValueError, match="highpass"):
         SteerablePyramid((32, 32), highpass="keep")
+
+
+def test_periodic_component_matches_moisans_construction():
+    """The smooth part, built in the Fourier domain from the edges alone, equals the solution
+    of Moisan's Poisson equation written out in the image domain."""
+    rows, cols = 48, 64
+    frame = np.random.default_rng(0).random((rows, cols)) * 100
+    smooth = SteerablePyramid((rows, cols), periodic=True)._smooth_component_spectrum(frame[None].astype(np.float32))[0]
+    jumps = np.zeros((rows, cols))
+    jumps[0] += frame[-1] - frame[0]
+    jumps[-1] -= frame[-1] - frame[0]
+    jumps[:, 0] += frame[:, -1] - frame[:, 0]
+    jumps[:, -1] -= frame[:, -1] - frame[:, 0]
+    q, r = np.arange(rows)[:, None], np.arange(cols)[None, :]
+    laplacian = 2 * np.cos(2 * np.pi * q / rows) + 2 * np.cos(2 * np.pi * r / cols) - 4
+    laplacian[0, 0] = 1
+    expected = np.fft.fft2(jumps) / laplacian
+    expected[0, 0] = 0
+    assert np.allclose(smooth, expected[:, : cols // 2 + 1], atol=1e-5 * np.abs(expected).max())
+    periodic = frame - np.real(np.fft.ifft2(expected))
+    assert np.mean((periodic[-1] - periodic[0]) ** 2) < 0.5 * np.mean((frame[-1] - frame[0]) ** 2)
