@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 import scipy.special
-from scipy.special import factorial
 
 from .audio import bandpass_power
 
@@ -216,7 +215,7 @@ def moving_frames(
             yield scipy.fft.irfft2(spec * np.exp(-2j * np.pi * k_dir * d), s=texture.shape)
         return
     derivatives = [
-        scipy.fft.irfft2(spec * (2j * np.pi * k_dir) ** n, s=texture.shape) / factorial(n)
+        scipy.fft.irfft2(spec * (2j * np.pi * k_dir) ** n, s=texture.shape) / scipy.special.factorial(n)
         for n in range(1, TAYLOR_TERMS + 1)
     ]
     for first in range(0, disp.size, chunk_frames):
