@@ -21,7 +21,7 @@ from . import __version__
 from .api import recover
 from .config import DENOISERS, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .errors import InputError
-from .outputs import VIDEO_CODECS, write_json, write_video, write_wav
+from .outputs import VIDEO_CODECS, container_format, write_json, write_video, write_wav
 from .sources.base import parse_roi
 from .sources.video import rate_storage_problem
 from .synth import (
@@ -274,7 +274,7 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
         raise InputError(str(exc)) from None
     count = write_video(output, scene.frames(), fps=fps, codec=codec, quality=quality,
                         frame_count=scene.displacement_px.size)
-    problem = rate_storage_problem({".mkv": "matroska", ".avi": "avi"}.get(suffix, ""), fps)
+    problem = rate_storage_problem(container_format(output), fps)
     rate_exact = problem is None
     if problem:
         click.echo(f"visualmic: warning: {output.name}: {problem}; recover it with --fps, "

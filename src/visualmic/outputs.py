@@ -20,7 +20,7 @@ import soundfile
 
 from .errors import InputError
 
-__all__ = ["atomic_path", "write_wav", "write_json", "write_video", "VIDEO_CODECS"]
+__all__ = ["atomic_path", "write_wav", "write_json", "write_video", "container_format", "VIDEO_CODECS"]
 
 
 @contextlib.contextmanager
@@ -89,6 +89,18 @@ VIDEO_CODECS = {
 }
 
 
+def container_format(path: str | Path) -> str:
+    """FFmpeg's name of the container a file's suffix asks for.
+
+    Examples
+    --------
+    >>> container_format("clip.mkv"), container_format("clip.MOV")
+    ('matroska', 'mov')
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return {"mkv": "matroska"}.get(suffix, suffix)
+
+
 def write_video(
     path: str | Path,
     chunks: Iterable[np.ndarray],
@@ -132,7 +144,7 @@ def write_video(
     rate = Fraction(fps).limit_denominator(1001)
     count = 0
     with atomic_path(path) as tmp:
-        container = av.open(str(tmp), mode="w", format=path.suffix.lower().lstrip(".").replace("mkv", "matroska"))
+        container = av.open(str(tmp), mode="w", format=container_format(path))
         try:
             stream = None
             for frames in chunks:
