@@ -13,18 +13,22 @@ from ..errors import InputError
 from .arrays import ArraySource, open_npy
 from .base import FrameSource, Meta, Roi, parse_roi
 from .images import ImageFolderSource, TiffStackSource
+from .phantom import open_cine
+from .photron import PHOTRON_SUFFIXES, open_photron
 from .video import VideoSource
 
 __all__ = ["open_source", "FrameSource", "Meta", "Roi", "parse_roi", "ArraySource", "VideoSource"]
 
 
 def open_source(source: str | Path | np.ndarray | FrameSource) -> FrameSource:
-    """Open frames from a path (video, ``.npy``, TIFF, folder of images) or an array.
+    """Open frames from a path (video, camera file, ``.npy``, TIFF, folder of images) or an array.
 
     Parameters
     ----------
     source : str, Path, ndarray or FrameSource
-        What to read. Arrays are ``(frames, rows, cols[, channels])``.
+        What to read. Arrays are ``(frames, rows, cols[, channels])``. Photron
+        ``.cih``/``.cihx``/``.mraw`` and Phantom ``.cine`` files are read by
+        their own readers; other files by FFmpeg (PyAV).
 
     Returns
     -------
@@ -57,4 +61,8 @@ def open_source(source: str | Path | np.ndarray | FrameSource) -> FrameSource:
         return open_npy(path)
     if suffix in (".tif", ".tiff"):
         return TiffStackSource(path)
+    if suffix in PHOTRON_SUFFIXES:
+        return open_photron(path)
+    if suffix == ".cine":
+        return open_cine(path)
     return VideoSource(path)

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 from .base import FrameSource, Meta, grey_from_channels
 
-__all__ = ["ArraySource", "open_npy"]
+__all__ = ["ArraySource", "open_npy", "release_pages"]
 
 
 def _bit_depth(dtype: np.dtype) -> int:
@@ -72,19 +72,34 @@ class ArraySource(FrameSource):
             yield first, block
 
     def _release(self, first: int, last: int) -> None:
-        """Unmap the pages of frames already read from a memory map, so that resident memory
-        stays flat however long the file (they remain in the page cache)."""
-        mapping = getattr(self._frames, "_mmap", None)
-        if mapping is None or not hasattr(mapping, "madvise") or not self._frames.flags.c_contiguous:
-            return
-        frame_bytes = self._frames.strides[0]
-        start = self._frames.offset + first * frame_bytes
-        end = self._frames.offset + last * frame_bytes
-        page = mmap.PAGESIZE
-        start = -(-start // page) * page  # whole pages inside the range only
-        end = (end // page) * page
-        if end > start:
-            mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
+        if isinstance(self._frames, np.memmap) and self._frames.flags.c_contiguous:
+            frame_bytes = self._frames.strides[0]
+            release_pages(self._frames, self._frames.offset + first * frame_bytes,
+                          self._frames.offset + last * frame_bytes)
+
+
+def release_pages(mapped: np.memmap, start_byte: int, end_byte: int) -> None:
+    """Drop the whole pages of a memory map between two file offsets from this process's memory.
+
+    Sources call it on what they have read, so that resident memory stays flat
+    however long the file (the pages remain in the system's page cache).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     np.arange(4096, dtype=np.uint8).tofile(f.name)
+    ...     release_pages(np.memmap(f.name, np.uint8, mode="r"), 0, 4096)
+    """
+    mapping = getattr(mapped, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise"):
+        return
+    mapped_from = mapped.offset - mapped.offset % mmap.ALLOCATIONGRANULARITY  # where the mapping starts
+    page = mmap.PAGESIZE
+    start = -(-(start_byte - mapped_from) // page) * page  # whole pages inside the range only
+    end = ((end_byte - mapped_from) // page) * page
+    if end > start:
+        mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 def open_npy(path: Path) -> ArraySource:

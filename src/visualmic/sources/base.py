@@ -34,6 +34,9 @@ class Meta:
         Frame size in pixels.
     bit_depth : int
         Bits per grey sample as stored (8, 12, 16; 32 for float arrays).
+    effective_bit_depth : int or None
+        Bits the sensor filled, when the file says and it differs from ``bit_depth``
+        (a Photron 16-bit file of a 12-bit sensor).
     frame_count : int or None
         Number of frames; see ``frame_count_exact``.
     frame_count_exact : bool
@@ -50,6 +53,11 @@ class Meta:
         rate); they matter only when the user does not give the rate.
     duration_s : float or None
         Duration the container claims, at its own rate (to detect truncated files).
+    frame_times_s : ndarray or None
+        Capture time of every frame relative to the first, where the file records
+        them (Phantom ``.cine``).
+    exposure_s : float or None
+        Exposure time of a frame, where the file records it.
     """
 
     path: str
@@ -66,6 +74,9 @@ class Meta:
     warnings: list[str] = field(default_factory=list)
     rate_warnings: list[str] = field(default_factory=list)
     duration_s: float | None = None
+    effective_bit_depth: int | None = None
+    frame_times_s: np.ndarray | None = None
+    exposure_s: float | None = None
 
 
 def grey_from_channels(frames: np.ndarray, channel_axis: bool) -> np.ndarray:
