@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from . import __version__
 from .audio import default_highpass_hz, highpass, mmse_lsa, normalize_peak, resample, spectral_subtraction
-from .combine import combine_bands, davis2014_combine, project_band_motion
+from .combine import combine_bands, davis2014_combine, joint_displacement, project_band_motion
 from .config import MIN_FRAMES, RecoverOptions
 from .engine import default_chunk_frames, map_ordered, stream_frames
 from .errors import InputError
@@ -31,11 +33,17 @@ from .motion import (
     reference_bands,
 )
 from .pyramid import SteerablePyramid, choose_scales, wraps_smoothly
+from .texture import motion_noise_floor_px, suggest_roi, temporal_noise, texture_energy
+from .vibration import CellMotion, RunningDFT, dominant_phasors, spectrum_peaks
 from .sources import FrameSource, Meta, open_source
 
-__all__ = ["recover", "Recovery", "resolve_fps"]
+__all__ = [
+    "recover", "Recovery", "resolve_fps", "vibration_map", "VibrationMap", "measure_motion", "MotionSeries",
+    "inspect", "Inspection",
+]
 
 MAX_AUTO_SCALES = 5
+S = TypeVar("S")
 
 
 @dataclass
@@ -272,14 +280,20 @@ def recover(
         src.close()
 
 
-def _measure(
-    src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool
-) -> tuple[SteerablePyramid, list[BandReference] | None, np.ndarray]:
-    """Stream every frame through the pyramid and the motion stage.
+Measure = Callable[[list[np.ndarray]], np.ndarray]
 
-    Returns the pyramid, the prepared references (None for the 2014 recipe) and
-    the per-frame measurements: ``(frames, channels, 2)`` normal-equation sums
-    (channels: band x region), or ``(frames, bands)`` 2014 band signals.
+
+def _stream_measurements(
+    src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
+    prepare: Callable[[SteerablePyramid, list[np.ndarray]], tuple[S, Measure]],
+) -> tuple[SteerablePyramid, S, Iterator[tuple[int, np.ndarray]]]:
+    """Stream every frame through the pyramid and a measurement of its bands.
+
+    The reference is the mean of the first ``opts.reference_frames`` frames'
+    bands (the 2014 recipe: frame 0 alone); ``prepare(pyramid, reference_bands)``
+    returns what the caller keeps of it and the function measuring a chunk's
+    bands. Returns the pyramid, that state, and ``(first_frame, measurement)``
+    of every chunk in order, computed lazily on all threads.
     """
     chunk = opts.chunk_frames or default_chunk_frames(shape)
 
@@ -287,7 +301,6 @@ def _measure(
         return stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, start=start, stop=stop,
                              progress=progress, description=label)
 
-    # Reference: the mean of the first frames (the 2014 recipe: frame 0 alone).
     n_ref = 1 if opts.method == "davis2014" else opts.reference_frames
     blocks = [block for _, block in frames(0, n_ref, "reference")]
     if not blocks:
@@ -303,23 +316,31 @@ def _measure(
     pieces = (first_frames[i : i + chunk] for i in range(0, first_frames.shape[0], chunk))
     per_piece = list(map_ordered(pyramid.bands, pieces, threads=threads))
     first_bands = [np.concatenate([piece[b] for piece in per_piece]) for b in range(len(pyramid.bands_info))]
-    references = reference_bands(first_bands)
-    prepared = (
-        prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.region_grid)
-        if opts.method == "phase"
-        else None
-    )
+    state, measure = prepare(pyramid, reference_bands(first_bands))
 
-    def measure(bands: list[np.ndarray]) -> np.ndarray:
-        if prepared is not None:
-            return phase_gradient_sums(bands, prepared)
-        return davis2014_band_signals(bands, references)
+    def measurements() -> Iterator[tuple[int, np.ndarray]]:
+        yield 0, measure(first_bands)
+        rest = frames(first_frames.shape[0], None, "recovering")
+        yield from map_ordered(lambda item: (item[0], measure(pyramid.bands(item[1]))), rest, threads=threads)
 
-    per_chunk = [measure(first_bands)]
-    del first_bands
-    rest = (block for _, block in frames(first_frames.shape[0], None, "recovering"))
-    per_chunk += map_ordered(lambda block: measure(pyramid.bands(block)), rest, threads=threads)
-    return pyramid, prepared, np.concatenate(per_chunk)
+    return pyramid, state, measurements()
+
+
+def _measure(
+    src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool
+) -> tuple[SteerablePyramid, list[BandReference] | None, np.ndarray]:
+    """The pyramid, the prepared references (None for the 2014 recipe) and the per-frame
+    measurements: ``(frames, channels, 2)`` normal-equation sums (channels: band x region),
+    or ``(frames, bands)`` 2014 band signals."""
+
+    def prepare(pyramid: SteerablePyramid, references: list[np.ndarray]):
+        if opts.method == "davis2014":
+            return None, lambda bands: davis2014_band_signals(bands, references)
+        prepared = prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.region_grid)
+        return prepared, lambda bands: phase_gradient_sums(bands, prepared)
+
+    pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare)
+    return pyramid, prepared, np.concatenate([measured for _, measured in chunks])
 
 
 def _denoise(
@@ -413,4 +434,367 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         notes=notes + denoise_notes + rate_notes,
         warnings=warnings,
         kept_tones_hz=kept,
+    )
+
+
+@dataclass
+class VibrationMap:
+    """Where and how the surface vibrates at chosen frequencies (see :func:`vibration_map`).
+
+    Attributes
+    ----------
+    frequencies_hz : ndarray
+        ``(F,)`` the frequencies mapped.
+    phasors_px : ndarray
+        ``(F, rows, cols)`` complex motion of every cell along ``direction_deg``:
+        amplitude in pixels (peak), phase relative to the strongest cell.
+    direction_deg : ndarray
+        ``(F,)`` main direction of motion at each frequency (degrees counter-clockwise from x).
+    information : ndarray
+        ``(rows, cols)`` texture available in each cell (0: nothing to measure).
+    cell_px : int
+        Cell side in processed pixels (the region of interest after downsampling).
+    frame : ndarray
+        The first processed frame, for overlays.
+    chosen_by : str
+        ``"user"`` or ``"spectrum peaks"``.
+    """
+
+    frequencies_hz: np.ndarray
+    phasors_px: np.ndarray
+    direction_deg: np.ndarray
+    information: np.ndarray
+    cell_px: int
+    frame: np.ndarray
+    fps: float
+    fps_origin: str
+    frames: int
+    roi: tuple[int, int, int, int]
+    downsample: int
+    meta: Meta
+    chosen_by: str
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def amplitude_px(self) -> np.ndarray:
+        """``(F, rows, cols)`` peak amplitude in pixels (NaN where a cell has no texture)."""
+        amplitude = np.abs(self.phasors_px)
+        return np.where(self.measured[None], amplitude, np.nan)
+
+    @property
+    def phase_rad(self) -> np.ndarray:
+        """``(F, rows, cols)`` phase in radians relative to the strongest cell (NaN where unmeasured)."""
+        return np.where(self.measured[None], np.angle(self.phasors_px), np.nan)
+
+    @property
+    def measured(self) -> np.ndarray:
+        """``(rows, cols)`` cells with texture enough to measure (1 % of the median cell's information)."""
+        positive = self.information[self.information > 0]
+        floor = 0.01 * float(np.median(positive)) if positive.size else np.inf
+        return self.information > floor
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-ready description."""
+        return {
+            "visualmic_version": __version__,
+            "input": self.meta.path,
+            "frames": self.frames,
+            "fps": self.fps,
+            "fps_origin": self.fps_origin,
+            "roi": list(self.roi),
+            "downsample": self.downsample,
+            "cell_px": self.cell_px,
+            "grid": list(self.information.shape),
+            "frequencies_hz": self.frequencies_hz.tolist(),
+            "chosen_by": self.chosen_by,
+            "direction_deg": self.direction_deg.tolist(),
+            "max_amplitude_px": [float(np.nanmax(a)) if np.any(np.isfinite(a)) else None for a in self.amplitude_px],
+            "notes": self.notes,
+            "warnings": self.warnings,
+        }
+
+
+def vibration_map(
+    source: str | Path | np.ndarray | FrameSource,
+    frequencies_hz: list[float] | np.ndarray | None = None,
+    *,
+    cell_px: int = 8,
+    peaks: int = 3,
+    options: RecoverOptions | None = None,
+    progress: bool = False,
+    **overrides: object,
+) -> VibrationMap:
+    """Map the vibration: amplitude and phase of every cell of the frame at chosen frequencies.
+
+    Streams the frames once (twice when the frequencies are found from the
+    sound first), keeping only running Fourier sums per cell and frequency.
+
+    Parameters
+    ----------
+    source : str, Path, ndarray or FrameSource
+        As for :func:`recover`.
+    frequencies_hz : sequence of float, optional
+        Frequencies to map. Default: the ``peaks`` strongest peaks of the
+        recovered sound's spectrum.
+    cell_px : int
+        Cell side in processed pixels (smaller: finer map, noisier cells).
+    peaks : int
+        How many spectrum peaks to map when no frequencies are given.
+    options : RecoverOptions, optional
+        ``fps``, ``roi``, ``downsample``, ``scales``, ``orientations``,
+        ``reference_frames``... (keyword arguments override its fields).
+    progress : bool
+        Progress bars on stderr (only on a terminal).
+
+    Returns
+    -------
+    VibrationMap
+
+    Raises
+    ------
+    InputError
+        As :func:`recover`, and frequencies outside 0 to fps/2 or cells larger than the frame.
+
+    Examples
+    --------
+    >>> from visualmic.synth import make_scene
+    >>> t = np.arange(1100) / 2200
+    >>> scene = make_scene(np.sin(2 * np.pi * 300 * t), fps=2200, size=(64, 64), amplitude_px=0.05,
+    ...                    mode="opposite")
+    >>> m = vibration_map(np.concatenate(list(scene.frames())), [300.0], fps=2200, cell_px=16)
+    >>> m.amplitude_px.shape
+    (1, 4, 4)
+    >>> bool(abs(abs(m.phase_rad[0, 2, 0] - m.phase_rad[0, 2, 3]) - np.pi) < 0.3)  # halves opposite
+    True
+    """
+    opts = replace(options or RecoverOptions(), **overrides)  # type: ignore[arg-type]
+    if opts.method != "phase":
+        raise InputError("vibration maps use the phase method")
+    src = open_source(source)
+    try:
+        meta = src.meta
+        fps, fps_origin, notes, warnings = resolve_fps(meta, opts.fps)
+        roi = check_roi(opts.roi, width=meta.width, height=meta.height)
+        shape = prepared_shape(roi, opts.downsample)
+        if not 1 <= cell_px <= min(shape):
+            raise InputError(f"cells of {cell_px} px do not fit the processed frame of {shape[1]}x{shape[0]} pixels")
+        chosen_by = "user"
+        if frequencies_hz is None or len(frequencies_hz) == 0:
+            # Regions: a mode whose parts move in opposite directions cancels in a global sum.
+            sound = _recover(src, replace(opts, regions=2), progress=progress, started=time.perf_counter())
+            frequencies_hz = spectrum_peaks(sound.displacement_px, fps=fps, count=peaks, lowest_hz=sound.highpass_hz)
+            if len(frequencies_hz) == 0:
+                raise InputError(f"{meta.path}: the recovered sound has no spectral peak to map; give --freq")
+            chosen_by = "spectrum peaks"
+            notes.append("mapped the strongest peaks of the recovered sound: "
+                         + ", ".join(f"{f:.1f} Hz" for f in frequencies_hz))
+        frequencies = np.asarray(frequencies_hz, dtype=float).reshape(-1)
+        bad = frequencies[~((frequencies > 0) & (frequencies < fps / 2))]
+        if bad.size:
+            raise InputError(f"frequency {bad[0]:g} Hz is not between 0 and the Nyquist frequency {fps / 2:g} Hz")
+
+        def prepare(pyramid: SteerablePyramid, references: list[np.ndarray]):
+            cells = CellMotion(pyramid, references, cell_px=cell_px)
+            return cells, cells.displacement
+
+        _, cells, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare)
+        dft = RunningDFT(frequencies, fps=fps, shape=(*cells.grid, 2))
+        for first, displacement in chunks:
+            dft.add(displacement, first=first)
+        if dft.count < MIN_FRAMES:
+            raise InputError(f"{meta.path}: {dft.count} frames decoded; at least {MIN_FRAMES} are needed")
+        first_frame = next(stream_frames(src, chunk_frames=1, roi=roi, downsample=opts.downsample, stop=1))[1][0]
+        projected, directions = dominant_phasors(dft.phasors(), weights=cells.information)
+        return VibrationMap(
+            frequencies_hz=frequencies, phasors_px=projected, direction_deg=directions,
+            information=cells.information, cell_px=cell_px, frame=first_frame, fps=fps, fps_origin=fps_origin,
+            frames=dft.count, roi=roi, downsample=opts.downsample, meta=meta, chosen_by=chosen_by,
+            notes=notes, warnings=warnings + meta.warnings,
+        )
+    finally:
+        src.close()
+
+
+@dataclass
+class MotionSeries:
+    """Displacement time series of regions of the frame (see :func:`measure_motion`).
+
+    Attributes
+    ----------
+    displacement_px : ndarray
+        ``(frames, regions, 2)`` displacement (y down the rows, x along them) in
+        pixels of the input frame, relative to the mean of the first frames.
+    rois : list of tuple
+        ``(x, y, width, height)`` of every region.
+    """
+
+    displacement_px: np.ndarray
+    rois: list[tuple[int, int, int, int]]
+    fps: float
+    fps_origin: str
+    meta: Meta
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def time_s(self) -> np.ndarray:
+        """Time of every frame from the first, seconds."""
+        return np.arange(self.displacement_px.shape[0]) / self.fps
+
+
+def measure_motion(
+    source: str | Path | np.ndarray | FrameSource,
+    rois: list[tuple[int, int, int, int]] | None = None,
+    *,
+    options: RecoverOptions | None = None,
+    progress: bool = False,
+    **overrides: object,
+) -> MotionSeries:
+    """Measure the 2-D displacement of regions of the frame, frame by frame.
+
+    Each region is treated as a rigid surface: all bands of the pyramid solved
+    together (the efficient estimate under white pixel noise). Nothing is
+    filtered: slow motion and offsets stay in, as an engineer expects.
+
+    Parameters
+    ----------
+    source : str, Path, ndarray or FrameSource
+        As for :func:`recover`.
+    rois : list of (x, y, width, height), optional
+        Regions to measure [default: the whole frame].
+    options : RecoverOptions, optional
+        ``fps``, ``downsample``, ``scales``, ``reference_frames``...
+
+    Returns
+    -------
+    MotionSeries
+
+    Examples
+    --------
+    >>> from visualmic.synth import procedural_texture, moving_frames
+    >>> motion = 0.2 * np.sin(np.arange(64) / 5)
+    >>> frames = np.concatenate(list(moving_frames(procedural_texture((64, 64)), motion)))
+    >>> series = measure_motion(frames, [(0, 0, 32, 64), (32, 0, 32, 64)], fps=1000)
+    >>> series.displacement_px.shape
+    (64, 2, 2)
+    >>> bool(np.corrcoef(series.displacement_px[:, 0, 1], motion)[0, 1] > 0.999)
+    True
+    """
+    opts = replace(options or RecoverOptions(), **overrides)  # type: ignore[arg-type]
+    opts = replace(opts, method="phase", regions=1)
+    src = open_source(source)
+    try:
+        meta = src.meta
+        fps, fps_origin, notes, warnings = resolve_fps(meta, opts.fps)
+        regions = [check_roi(roi, width=meta.width, height=meta.height) for roi in (rois or [None])]
+        series = []
+        for roi in regions:
+            shape = prepared_shape(roi, opts.downsample)
+            _, prepared, sums = _measure(src, replace(opts, roi=roi), roi, shape, progress)
+            fisher = np.concatenate([r.fisher for r in prepared])
+            series.append(joint_displacement(sums, fisher) * opts.downsample)
+        count = min(s.shape[0] for s in series)
+        if count < MIN_FRAMES:
+            raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
+        return MotionSeries(
+            displacement_px=np.stack([s[:count] for s in series], axis=1), rois=regions, fps=fps,
+            fps_origin=fps_origin, meta=meta, notes=notes, warnings=warnings + meta.warnings,
+        )
+    finally:
+        src.close()
+
+
+@dataclass
+class Inspection:
+    """What a user should know about a video before recovering sound from it (see :func:`inspect`).
+
+    Attributes
+    ----------
+    meta : Meta
+        Format, codec, size, bit depth, frame count, rate and where it came from.
+    frame : ndarray
+        The first frame (grey).
+    texture_energy : ndarray
+        Local gradient energy of the first frame.
+    suggested_roi : tuple of int or None
+        ``(x, y, width, height)`` around the textured part.
+    noise_grey : float
+        Camera noise, grey levels (std), from the first frames' differences.
+    motion_floor_px : tuple of float
+        Best per-frame motion noise along x and y for a rigid surface in the
+        suggested region (Cramér-Rao bound), pixels.
+    """
+
+    meta: Meta
+    frame: np.ndarray
+    texture_energy: np.ndarray
+    suggested_roi: tuple[int, int, int, int] | None
+    noise_grey: float
+    motion_floor_px: tuple[float, float]
+    frames_examined: int
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-ready description."""
+        meta = self.meta
+        return {
+            "visualmic_version": __version__,
+            "input": meta.path,
+            "format": meta.format,
+            "codec": meta.codec,
+            "lossless": None if meta.lossy is None else not meta.lossy,
+            "width": meta.width,
+            "height": meta.height,
+            "bit_depth": meta.bit_depth,
+            "effective_bit_depth": meta.effective_bit_depth,
+            "frame_count": meta.frame_count,
+            "frame_count_exact": meta.frame_count_exact,
+            "fps": meta.fps,
+            "fps_origin": meta.fps_origin,
+            "exposure_s": meta.exposure_s,
+            "duration_s": None if not meta.fps or meta.frame_count is None else meta.frame_count / meta.fps,
+            "noise_grey": self.noise_grey,
+            "frames_examined": self.frames_examined,
+            "suggested_roi": None if self.suggested_roi is None else list(self.suggested_roi),
+            "motion_floor_px": {"x": self.motion_floor_px[0], "y": self.motion_floor_px[1]},
+            "warnings": self.warnings,
+        }
+
+
+def inspect(source: str | Path | np.ndarray | FrameSource, *, frames: int = 32) -> Inspection:
+    """Look at a video before recovering sound: format, rate, noise, texture, a region to use.
+
+    Reads the first ``frames`` frames only.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> video = 100 + rng.normal(0, 2.0, (8, 48, 64))
+    >>> video[:, 10:30, 20:50] += 50 * rng.random((20, 30))
+    >>> info = inspect(video)
+    >>> info.suggested_roi, round(info.noise_grey)
+    ((13, 3, 44, 34), 2)
+    """
+    src = open_source(source)
+    try:
+        blocks = [block for _, block in src.chunks(chunk_frames=max(frames, 2), stop=max(frames, 2))]
+    finally:
+        src.close()
+    if not blocks:
+        raise InputError(f"{src.meta.path}: no frame could be decoded")
+    first = np.concatenate(blocks)
+    energy = texture_energy(first[0])
+    roi = suggest_roi(energy)
+    noise = temporal_noise(first) if first.shape[0] > 1 else float("nan")
+    region = first[0] if roi is None else first[0, roi[1] : roi[1] + roi[3], roi[0] : roi[0] + roi[2]]
+    warnings = list(src.meta.warnings) + list(src.meta.rate_warnings)
+    if roi is None:
+        warnings.append("the first frame has no texture: motion cannot be measured in it")
+    if first.shape[0] < 2:
+        warnings.append("a single frame: the noise cannot be measured")
+    return Inspection(
+        meta=src.meta, frame=first[0], texture_energy=energy, suggested_roi=roi, noise_grey=noise,
+        motion_floor_px=motion_noise_floor_px(region, noise) if np.isfinite(noise) else (np.nan, np.nan),
+        frames_examined=first.shape[0], warnings=warnings,
     )

@@ -18,10 +18,10 @@ import numpy as np
 import soundfile
 
 from . import __version__
-from .api import recover
+from .api import inspect, measure_motion, recover, vibration_map
 from .config import DENOISERS, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .errors import InputError
-from .outputs import VIDEO_CODECS, container_format, write_json, write_video, write_wav
+from .outputs import VIDEO_CODECS, atomic_path, container_format, write_bytes, write_json, write_npy, write_video, write_wav
 from .sources.base import parse_roi
 from .sources.video import rate_storage_problem
 from .synth import (
@@ -87,6 +87,41 @@ def _tell(notes: list[str], warnings: list[str], quiet: bool) -> None:
             click.echo(f"visualmic: note: {line}", err=True)
 
 
+def _frame_options(command: Callable) -> Callable:
+    """The options every measuring command shares: rate, region of interest, downsampling, scales."""
+    options = [
+        click.option("--fps", type=float, default=None,
+                     help="Capture rate in frames per second (default: the file's, with a note)."),
+        click.option("--roi", default=None, metavar="X,Y,W,H", help="Region of interest in pixels."),
+        click.option("--downsample", type=float, default=1.0, show_default=True,
+                     help="Block-average factor (2, or 0.5 for half size)."),
+        click.option("--scales", type=int, default=None,
+                     help="Pyramid scales [default: enough to cover the texture's detail, at most 5]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _check_output(path: Path, suffixes: tuple[str, ...]) -> None:
+    """Say before any work that an output cannot be written."""
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{path}: the output must be a {' or '.join(suffixes)} file")
+    if not path.absolute().parent.is_dir():
+        raise InputError(f"{path}: the output folder {path.absolute().parent} does not exist")
+
+
+def _first_frame(video: Path, options: RecoverOptions) -> np.ndarray:
+    """The first processed frame (region of interest, downsampled), for figures."""
+    from .engine import stream_frames
+    from .frames import check_roi
+    from .sources import open_source
+
+    with open_source(video) as src:
+        roi = check_roi(options.roi, width=src.meta.width, height=src.meta.height)
+        return next(stream_frames(src, chunk_frames=1, roi=roi, downsample=options.downsample, stop=1))[1][0]
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="visualmic")
 def main() -> None:
@@ -96,10 +131,7 @@ def main() -> None:
 @main.command("recover")
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="WAV file to write.")
-@click.option("--fps", type=float, default=None, help="Capture rate in frames per second (default: the container's, with a note).")
-@click.option("--roi", default=None, metavar="X,Y,W,H", help="Region of interest in pixels.")
-@click.option("--downsample", type=float, default=1.0, show_default=True, help="Block-average factor (2, or 0.5 for half size).")
-@click.option("--scales", type=int, default=None, help="Pyramid scales [default: enough to cover the texture's detail, at most 5].")
+@_frame_options
 @click.option("--orientations", type=int, default=RecoverOptions.orientations, show_default=True,
               help="Pyramid orientations per scale.")
 @click.option("--method", type=click.Choice(METHODS), default=RecoverOptions.method, show_default=True,
@@ -116,6 +148,10 @@ def main() -> None:
               help="Measure N x N parts of the frame separately (objects whose parts vibrate differently).")
 @click.option("--border", "border_px", type=float, default=RecoverOptions.border_px, show_default=True,
               help="Pixels over which weights fade out at the frame's edges.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Also write a self-contained HTML report (players, waveform, spectrogram, map, diagnostics).")
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="A reference sound (the truth) to play and compare in the report.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--threads", type=int, default=None, help="Threads processing chunks [default: all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes (warnings still show).")
@@ -123,16 +159,20 @@ def main() -> None:
 def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
                     scales: int | None, orientations: int, method: str, reference_frames: int,
                     highpass_hz: float | None, denoise: str, rate: str, regions: int, border_px: float,
-                    threads: int | None, as_json: bool, quiet: bool) -> None:
+                    report: Path | None, reference: Path | None, threads: int | None, as_json: bool,
+                    quiet: bool) -> None:
     """Recover the sound in VIDEO and write it to a WAV file.
 
-    VIDEO is any video FFmpeg decodes, a .npy array (frames, rows, cols), a
-    multi-page TIFF or a folder of PNG/TIFF frames.
+    VIDEO is any video FFmpeg decodes, a Photron .cih/.cihx/.mraw or Phantom
+    .cine recording, a .npy array (frames, rows, cols), a multi-page TIFF or a
+    folder of PNG/TIFF frames.
     """
-    if output.suffix.lower() != ".wav":
-        raise InputError(f"{output}: the output must be a .wav file")
-    if not output.absolute().parent.is_dir():  # say so before the work, not after it
-        raise InputError(f"{output}: the output folder {output.absolute().parent} does not exist")
+    _check_output(output, (".wav",))
+    if report is not None:
+        _check_output(report, (".html", ".htm"))
+    if reference is not None and report is None:
+        raise InputError("--reference is shown in the report: give --report REPORT.html too")
+    reference_audio = _read_audio(reference, min_samples=16) if reference is not None else None
     options = RecoverOptions(
         fps=fps,
         roi=parse_roi(roi) if roi else None,
@@ -153,6 +193,19 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     write_wav(output, result.audio, rate_hz=result.rate_hz, subtype="FLOAT" if native else "PCM_16")
     _tell(result.notes, result.warnings, quiet)
     summary = dict(result.summary(), output=str(output))
+    if report is not None:
+        from .report import render_report
+
+        evaluation = None
+        if reference_audio is not None:
+            from .metrics import evaluate
+
+            evaluation = evaluate(result.audio, result.rate_hz, *reference_audio).to_dict()
+            summary["evaluation"] = evaluation
+        page = render_report(result, frame=_first_frame(video, options), reference=reference_audio,
+                             evaluation=evaluation)
+        write_bytes(report, page.encode("utf-8"))
+        summary["report"] = str(report)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     elif not quiet:
@@ -369,3 +422,159 @@ def evaluate_command(recovered: Path, reference: Path, band: str | None, max_lag
     ]
     for name, value in rows:
         click.echo(f"{name:>22}  {value}")
+
+
+@main.command("inspect")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--png", type=click.Path(path_type=Path), default=None,
+              help="Write the first frame, its texture-energy map and the suggested region to this PNG.")
+@click.option("--frames", type=int, default=32, show_default=True, help="Frames examined (from the start).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@_friendly
+def inspect_command(video: Path, png: Path | None, frames: int, as_json: bool) -> None:
+    """What to know about VIDEO before recovering sound: format, codec, rate, noise, texture.
+
+    Reads the first frames only. The suggested region of interest holds the
+    textured part of the frame (untextured surroundings add only noise).
+    """
+    if png is not None:
+        _check_output(png, (".png",))
+    if frames < 2:
+        raise InputError(f"--frames {frames}: at least 2 frames are needed to measure the noise")
+    found = inspect(video, frames=frames)
+    if png is not None:
+        from .plots import figure_png, texture_figure
+
+        figure = texture_figure(found.frame, found.texture_energy, roi=found.suggested_roi,
+                                title=f"{video.name}: texture and suggested region of interest")
+        write_bytes(png, figure_png(figure))
+    summary = found.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    meta = found.meta
+    lossless = {True: "lossless", False: "LOSSY", None: "unknown"}[summary["lossless"]]
+    bits = f"{meta.bit_depth}" + (f" ({meta.effective_bit_depth} effective)" if meta.effective_bit_depth else "")
+    rate = "none stored: pass --fps" if meta.fps is None else f"{meta.fps:g} fps (from the {meta.fps_origin})"
+    roi = found.suggested_roi
+    rows = [
+        ("file", meta.path),
+        ("format", meta.format),
+        ("codec", f"{meta.codec or 'n/a'} ({lossless})"),
+        ("frame size", f"{meta.width}x{meta.height}"),
+        ("bit depth", bits),
+        ("frames", f"{meta.frame_count}" + ("" if meta.frame_count_exact else " (the header's claim)")),
+        ("capture rate", rate),
+        ("exposure", "n/a" if meta.exposure_s is None else f"{meta.exposure_s * 1e6:.3g} us"),
+        ("noise", f"{found.noise_grey:.3g} grey levels (std, from {found.frames_examined} frames)"),
+        ("suggested --roi", "none (no texture)" if roi is None else ",".join(map(str, roi))),
+        ("best motion noise", f"{found.motion_floor_px[0]:.2g} px along x, {found.motion_floor_px[1]:.2g} px "
+                              "along y, per frame (Cramér-Rao, rigid surface in that region)"),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:>18}  {value}")
+    for line in found.warnings:
+        click.echo(f"visualmic: warning: {line}", err=True)
+
+
+@main.command("map")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="PNG to write; the numbers go beside it as NAME.npy (complex, pixels) and NAME.json.")
+@click.option("--freq", "frequencies_hz", type=float, multiple=True,
+              help="Frequency to map, Hz (repeat for several) [default: the recovered sound's strongest peaks].")
+@click.option("--peaks", type=int, default=3, show_default=True, help="Peaks to map when no --freq is given.")
+@click.option("--cell", "cell_px", type=int, default=8, show_default=True, help="Cell size in processed pixels.")
+@_frame_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes (warnings still show).")
+@_friendly
+def map_command(video: Path, output: Path, frequencies_hz: tuple[float, ...], peaks: int, cell_px: int,
+                fps: float | None, roi: str | None, downsample: float, scales: int | None, as_json: bool,
+                quiet: bool) -> None:
+    """Map where VIDEO vibrates: amplitude and phase of every cell at chosen frequencies.
+
+    Streams the frames once, keeping running Fourier sums per cell (twice
+    without --freq: the sound is recovered first to find its peaks). Cells
+    moving in opposite directions show phases pi apart.
+    """
+    _check_output(output, (".png",))
+    if peaks < 1:
+        raise InputError(f"--peaks {peaks}: at least 1")
+    options = RecoverOptions(fps=fps, roi=parse_roi(roi) if roi else None, downsample=_parse_downsample(downsample),
+                             scales=scales)
+    found = vibration_map(video, list(frequencies_hz) or None, cell_px=cell_px, peaks=peaks, options=options,
+                          progress=not quiet)
+    from .plots import figure_png, vibration_map_figure
+
+    write_bytes(output, figure_png(vibration_map_figure(found)))
+    stem = output.with_suffix("")
+    write_npy(stem.with_name(stem.name + ".npy"), found.phasors_px)
+    summary = dict(found.summary(), output=str(output), numbers=stem.name + ".npy",
+                   numbers_layout="complex (frequencies, cell rows, cell columns): amplitude in px and phase")
+    write_json(stem.with_name(stem.name + ".json"), summary)
+    _tell(found.notes, found.warnings, quiet)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        listed = ", ".join(f"{f:.1f} Hz" for f in found.frequencies_hz)
+        click.echo(f"{output}: {found.information.shape[1]}x{found.information.shape[0]} cells of {cell_px} px "
+                   f"at {listed}", err=True)
+
+
+@main.command("motion")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="CSV to write; its spectrum plot goes beside it as NAME.png.")
+@click.option("--roi", "rois", multiple=True, metavar="X,Y,W,H",
+              help="Region to measure (repeat for several) [default: the whole frame].")
+@click.option("--fps", type=float, default=None, help="Capture rate in frames per second (default: the file's).")
+@click.option("--downsample", type=float, default=1.0, show_default=True,
+              help="Block-average factor (2, or 0.5 for half size).")
+@click.option("--scale", "units_per_px", type=float, default=None,
+              help="Physical size of a pixel, in --unit, to add physical columns.")
+@click.option("--unit", default="mm", show_default=True, help="Unit of --scale.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes (warnings still show).")
+@_friendly
+def motion_command(video: Path, output: Path, rois: tuple[str, ...], fps: float | None, downsample: float,
+                   units_per_px: float | None, unit: str, quiet: bool) -> None:
+    """Write the displacement of regions of VIDEO, frame by frame, as CSV (for engineers).
+
+    Each region is measured as a rigid surface, in pixels of the input frame:
+    x along the rows (to the right), y down the columns. Nothing is filtered;
+    values are relative to the mean of the first 32 frames.
+    """
+    _check_output(output, (".csv",))
+    if units_per_px is not None and not (math.isfinite(units_per_px) and units_per_px > 0):
+        raise InputError(f"--scale {units_per_px:g}: a pixel's size must be positive")
+    if not unit.replace("/", "").isalnum():
+        raise InputError(f"--unit {unit!r}: letters only (mm, um, in...)")
+    options = RecoverOptions(fps=fps, downsample=_parse_downsample(downsample))
+    series = measure_motion(video, [parse_roi(r) for r in rois] or None, options=options, progress=not quiet)
+    columns, labels, values = ["time_s"], [], [series.time_s[:, None]]
+    for index, roi in enumerate(series.rois, start=1):
+        name = f"roi{index}"
+        xy = series.displacement_px[:, index - 1, ::-1]  # (x, y)
+        columns += [f"{name}_x_px", f"{name}_y_px"]
+        values.append(xy)
+        labels += [f"{name} x ({','.join(map(str, roi))})", f"{name} y"]
+        if units_per_px is not None:
+            columns += [f"{name}_x_{unit}", f"{name}_y_{unit}"]
+            values.append(xy * units_per_px)
+    table = np.concatenate(values, axis=1)
+    header = ",".join(columns)
+    with atomic_path(output) as tmp:
+        np.savetxt(tmp, table, delimiter=",", header=header, comments="", fmt="%.9g")
+    from .plots import figure_png, motion_spectrum_figure
+
+    scaled = units_per_px is not None
+    displacement = series.displacement_px[:, :, ::-1].reshape(len(series.time_s), -1)
+    figure = motion_spectrum_figure(displacement * (units_per_px if scaled else 1.0), fps=series.fps, labels=labels,
+                                    unit=unit if scaled else "px",
+                                    title=f"Displacement spectrum of {video.name} ({series.fps:g} fps)")
+    stem = output.with_suffix("")
+    write_bytes(stem.with_name(stem.name + ".png"), figure_png(figure))
+    _tell(series.notes, series.warnings, quiet)
+    if not quiet:
+        click.echo(f"{output}: {len(series.time_s)} frames x {len(series.rois)} regions "
+                   f"({series.fps:g} fps, {series.fps_origin})", err=True)

@@ -22,7 +22,9 @@ from .audio import highpass
 GAIN_PRIOR_VAR = 0.25  # prior spread of a band's gain around 1 (a standard deviation of 0.5)
 EXCESS_THRESHOLD = 2.0  # a band's measured noise variance overrides the model's beyond this ratio
 
-__all__ = ["BandMotion", "Combination", "project_band_motion", "combine_bands", "davis2014_combine"]
+__all__ = [
+    "BandMotion", "Combination", "joint_displacement", "project_band_motion", "combine_bands", "davis2014_combine",
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,35 @@ class Combination:
     noise_floor_px: float
 
 
+def _total_information(fisher: np.ndarray) -> np.ndarray:
+    """All channels' normal matrices summed, with a tiny ridge that keeps texture with detail in
+    one direction only (a grating) solvable: the motion across it is then simply not seen."""
+    total = fisher.sum(axis=0)
+    return total + np.eye(2) * 1e-9 * max(np.trace(total), 1e-300)
+
+
+def joint_displacement(sums: np.ndarray, fisher: np.ndarray) -> np.ndarray:
+    """The 2-D displacement all channels see together (rigid motion), pixels, ``(frames, 2)`` as (y, x).
+
+    The least-squares solution of all channels' normal equations at once: the
+    efficient estimate of a rigid shift under white pixel noise.
+
+    Parameters
+    ----------
+    sums : ndarray
+        ``(frames, channels, 2)`` from :func:`visualmic.motion.phase_gradient_sums`.
+    fisher : ndarray
+        ``(channels, 2, 2)`` normal matrices.
+
+    Examples
+    --------
+    >>> sums = np.array([[[0.0, -0.5], [0.0, -0.5]]])  # one frame, two channels, x motion
+    >>> (joint_displacement(sums, np.stack([np.eye(2)] * 2)) + 0.0).round(6).tolist()  # (y, x)
+    [[0.0, 0.5]]
+    """
+    return -np.linalg.solve(_total_information(fisher), sums.sum(axis=1).T).T
+
+
 def project_band_motion(
     sums: np.ndarray, fisher: np.ndarray, *, fps: float, highpass_hz: float, coherent: bool = True
 ) -> BandMotion:
@@ -109,15 +140,12 @@ def project_band_motion(
     >>> round(m.direction_deg), m.signals_px.shape
     (0, (2, 400))
     """
-    # A tiny ridge keeps texture with detail in one direction only (a grating) solvable:
-    # the motion across it is then simply not seen.
-    total = fisher.sum(axis=0) + np.eye(2) * 1e-9 * max(np.trace(fisher.sum(axis=0)), 1e-300)
+    total = _total_information(fisher)
     # The joint estimate's noise covariance is proportional to total^-1 and anisotropic
     # (larger where the texture has less detail).
     noise = np.linalg.inv(total)
     if coherent:
-        joint = -np.linalg.solve(total, sums.sum(axis=1).T)  # (2, frames): y, x
-        filtered = highpass(joint, fps=fps, cutoff_hz=highpass_hz)
+        filtered = highpass(joint_displacement(sums, fisher).T, fps=fps, cutoff_hz=highpass_hz)  # (2, frames)
         covariance = filtered @ filtered.T
     else:
         # Scores S_c = -F_c d_c: summing their covariances adds the channels' motion

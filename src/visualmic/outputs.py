@@ -20,7 +20,10 @@ import soundfile
 
 from .errors import InputError
 
-__all__ = ["atomic_path", "write_wav", "write_json", "write_video", "container_format", "VIDEO_CODECS"]
+__all__ = [
+    "atomic_path", "write_wav", "write_json", "write_bytes", "write_npy", "write_video", "container_format",
+    "VIDEO_CODECS",
+]
 
 
 @contextlib.contextmanager
@@ -78,6 +81,19 @@ def write_json(path: str | Path, data: object) -> None:
     """Write a JSON document, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes (a PNG, an HTML report...), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> None:
+    """Write an array as ``.npy``, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
 
 
 # Codec -> (PyAV encoder, pixel format for 8 bits, pixel format for 16 bits, containers).
