@@ -82,9 +82,13 @@ def test_lossy_video_is_flagged_and_grey(tmp_path):
     assert np.corrcoef(out[0].ravel(), frames[0].ravel())[0, 1] > 0.9
 
 
-def test_playback_rate_is_noted(tmp_path):
+def test_playback_rate_is_noted_for_high_speed_work_only(tmp_path):
+    from visualmic.api import resolve_fps
+
     write_video(tmp_path / "v.mkv", [_frames()], fps=30, codec="ffv1")
-    assert any("playback rate" in n for n in open_source(tmp_path / "v.mkv").meta.rate_warnings)
+    meta = open_source(tmp_path / "v.mkv").meta
+    assert any("playback rate" in w for w in resolve_fps(meta, None)[3])
+    assert not any("playback rate" in w for w in resolve_fps(meta, None, high_speed=False)[3])  # rolling shutter
 
 
 @pytest.mark.parametrize(

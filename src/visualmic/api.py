@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from . import __version__
-from .audio import default_highpass_hz, highpass, mmse_lsa, normalize_peak, resample, spectral_subtraction
+from .audio import default_highpass_hz, highpass, lowpass, mmse_lsa, normalize_peak, resample, spectral_subtraction
 from .combine import combine_bands, davis2014_combine, joint_displacement, project_band_motion
 from .config import MIN_FRAMES, RecoverOptions
 from .engine import default_chunk_frames, map_ordered, stream_frames
@@ -33,13 +33,22 @@ from .motion import (
     reference_bands,
 )
 from .pyramid import SteerablePyramid, choose_scales, wraps_smoothly
+from .rolling import (
+    RowMotion,
+    RowTiming,
+    estimate_line_delay,
+    fill_gaps,
+    place_on_grid,
+    remove_row_offsets,
+    usable_band_hz,
+)
 from .texture import motion_noise_floor_px, suggest_roi, temporal_noise, texture_energy
 from .vibration import CellMotion, RunningDFT, dominant_phasors, spectrum_peaks
 from .sources import FrameSource, Meta, open_source
 
 __all__ = [
     "recover", "Recovery", "resolve_fps", "vibration_map", "VibrationMap", "measure_motion", "MotionSeries",
-    "inspect", "Inspection",
+    "inspect", "Inspection", "recover_rolling", "RollingRecovery", "calibrate_line_delay",
 ]
 
 MAX_AUTO_SCALES = 5
@@ -181,8 +190,12 @@ def _channels(pyramid: SteerablePyramid, opts: RecoverOptions) -> list[dict]:
     return out
 
 
-def resolve_fps(meta: Meta, fps: float | None) -> tuple[float, str, list[str], list[str]]:
+def resolve_fps(meta: Meta, fps: float | None, *, high_speed: bool = True) -> tuple[float, str, list[str], list[str]]:
     """Decide the capture rate: the user's, else the file's (saying so), else fail.
+
+    With ``high_speed`` (the global-shutter method), a container's rate of 120
+    fps or less is suspected of being a playback rate; a rolling-shutter
+    recovery expects such rates.
 
     Returns
     -------
@@ -195,10 +208,11 @@ def resolve_fps(meta: Meta, fps: float | None) -> tuple[float, str, list[str], l
     Examples
     --------
     >>> m = Meta(path="x.avi", format="avi", width=8, height=8, bit_depth=8, frame_count=10,
-    ...          frame_count_exact=False, fps=30.0, fps_origin="container",
-    ...          rate_warnings=["30 fps looks like a playback rate"])
+    ...          frame_count_exact=False, fps=30.0, fps_origin="container")
     >>> resolve_fps(m, None)[1], resolve_fps(m, None)[3]
-    ('container', ['30 fps looks like a playback rate'])
+    ('container', ['30 fps looks like a playback rate, not a high-speed capture rate'])
+    >>> resolve_fps(m, None, high_speed=False)[3]
+    []
     >>> resolve_fps(m, 2200.0)
     (2200.0, 'user', [], [])
     """
@@ -207,7 +221,10 @@ def resolve_fps(meta: Meta, fps: float | None) -> tuple[float, str, list[str], l
     if meta.fps is None:
         raise InputError(f"{meta.path}: the input stores no frame rate; pass the camera's capture rate with --fps")
     note = f"capture rate {meta.fps:g} fps taken from the {meta.fps_origin}; pass --fps if the camera recorded at another rate"
-    return meta.fps, meta.fps_origin, [note], list(meta.rate_warnings)
+    warnings = list(meta.rate_warnings)
+    if high_speed and meta.fps_origin == "container" and meta.fps <= 120.0:
+        warnings.append(f"{meta.fps:g} fps looks like a playback rate, not a high-speed capture rate")
+    return meta.fps, meta.fps_origin, [note], warnings
 
 
 def _pyramid_for(
@@ -798,3 +815,289 @@ def inspect(source: str | Path | np.ndarray | FrameSource, *, frames: int = 32) 
         motion_floor_px=motion_noise_floor_px(region, noise) if np.isfinite(noise) else (np.nan, np.nan),
         frames_examined=first.shape[0], warnings=warnings,
     )
+
+
+@dataclass
+class RollingRecovery:
+    """What :func:`recover_rolling` found.
+
+    Attributes
+    ----------
+    audio : ndarray
+        float32 sound at ``rate_hz``, peak-normalised to 0.99.
+    grid_signal : ndarray
+        The displacement (pixels) on the uniform grid at ``grid_rate_hz``, gaps filled.
+    observed : ndarray of bool
+        Which grid samples were seen (False: filled in the frame delay).
+    row_displacement_px : ndarray
+        ``(frames, rows)`` horizontal displacement of every row, offsets removed
+        (NaN: rows without horizontal texture).
+    band_hz : tuple of float
+        The band kept: from the high-pass to the exposure's and the grid's limit.
+    noise_floor_px : float
+        Noise of one row's displacement (std), from neighbouring rows' disagreement.
+    """
+
+    audio: np.ndarray
+    rate_hz: int
+    grid_signal: np.ndarray
+    grid_rate_hz: float
+    observed: np.ndarray
+    row_displacement_px: np.ndarray
+    band_hz: tuple[float, float]
+    noise_floor_px: float
+    timing: RowTiming
+    fps_origin: str
+    frames: int
+    roi: tuple[int, int, int, int]
+    meta: Meta
+    wall_s: float
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def observed_fraction(self) -> float:
+        """Share of the time the rows saw (the rest was filled)."""
+        return float(np.mean(self.observed))
+
+    @property
+    def estimated_snr_db(self) -> float:
+        """SNR in the band, estimated without the truth from the rows' noise floor."""
+        line_rate = 1.0 / abs(self.timing.line_delay_s)
+        noise = self.noise_floor_px**2 * 2 * (self.band_hz[1] - self.band_hz[0]) / line_rate
+        signal = float(np.var(self.grid_signal[self.observed])) - noise
+        return float(10 * np.log10(max(signal, 1e-3 * noise) / max(noise, 1e-300)))
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-ready description of the run."""
+        timing = self.timing
+        return {
+            "visualmic_version": __version__,
+            "input": self.meta.path,
+            "format": self.meta.format,
+            "codec": self.meta.codec,
+            "lossy": self.meta.lossy,
+            "rolling_shutter": {
+                "fps": timing.fps, "fps_origin": self.fps_origin, "line_delay_s": timing.line_delay_s,
+                "line_rate_hz": 1.0 / timing.line_delay_s, "exposure_s": timing.exposure_s,
+                "row_order": "bottom-up" if timing.bottom_up else "top-down", "first_row": timing.first_row,
+                "frame_delay_s": 1.0 / timing.fps - self.meta.height * timing.line_delay_s,
+            },
+            "frames": self.frames,
+            "roi": list(self.roi),
+            "rows_used": int(np.sum(np.any(np.isfinite(self.row_displacement_px), axis=0))),
+            "grid_rate_hz": self.grid_rate_hz,
+            "observed_fraction": self.observed_fraction,
+            "band_hz": list(self.band_hz),
+            "rate_hz": self.rate_hz,
+            "noise_floor_px": self.noise_floor_px,
+            "estimated_snr_db": self.estimated_snr_db,
+            "duration_s": self.frames / timing.fps,
+            "wall_s": self.wall_s,
+            "notes": self.notes,
+            "warnings": self.warnings,
+        }
+
+
+def recover_rolling(
+    source: str | Path | np.ndarray | FrameSource,
+    *,
+    line_delay_s: float,
+    fps: float | None = None,
+    exposure_s: float = 0.0,
+    roi: tuple[int, int, int, int] | None = None,
+    bottom_up: bool = False,
+    grid_rate_hz: float = 16000.0,
+    highpass_hz: float = 80.0,
+    ar_order: int = 32,
+    reference_frames: int = 64,
+    frame_offsets: bool = False,
+    rate: int | str = 48000,
+    progress: bool = False,
+) -> RollingRecovery:
+    """Recover sound above the frame rate from a rolling-shutter video.
+
+    Every row is a sample at its own instant (see :mod:`visualmic.rolling`):
+    rows' horizontal motion is measured against per-row references, offsets are
+    removed, samples are placed at their capture times on a uniform grid, and
+    the frame delay's gaps are filled by autoregressive interpolation.
+
+    Parameters
+    ----------
+    source : str, Path, ndarray or FrameSource
+        The video.
+    line_delay_s : float
+        Time between the starts of two rows (``visualmic calibrate`` measures it).
+    fps : float, optional
+        Frame rate [default: the file's].
+    exposure_s : float
+        Exposure of a row: it low-passes the motion, and the band is limited to
+        its -3 dB point.
+    roi : tuple of int, optional
+        ``(x, y, width, height)``; row times stay those of the sensor's rows.
+    bottom_up : bool
+        The sensor reads rows from the bottom up.
+    grid_rate_hz : float
+        Rate of the uniform signal the rows are placed on.
+    highpass_hz : float
+        High-pass cut-off of the sound.
+    ar_order : int
+        Order of the autoregressive gap filler.
+    reference_frames : int
+        Frames averaged into the rows' references.
+    frame_offsets : bool
+        Also remove each frame's mean displacement (camera shake; it would
+        leave lines at the frame rate's harmonics).
+    rate : int or "native"
+        Output rate (or the grid's).
+
+    Returns
+    -------
+    RollingRecovery
+
+    Raises
+    ------
+    InputError
+        A line delay whose readout does not fit in the frame period, no
+        horizontal texture, bad parameters.
+
+    Examples
+    --------
+    >>> from visualmic.synth import RollingShutter, make_scene
+    >>> t = np.arange(48000) / 48000
+    >>> scene = make_scene(np.sin(2 * np.pi * 440 * t), fps=60, size=(200, 128), amplitude_px=0.1,
+    ...                    rolling_shutter=RollingShutter(line_delay_s=60e-6), audio_rate_hz=48000)
+    >>> rec = recover_rolling(np.concatenate(list(scene.frames())), fps=60, line_delay_s=60e-6)
+    >>> spectrum = np.abs(np.fft.rfft(rec.audio)); peak_hz = np.argmax(spectrum) * rec.rate_hz / rec.audio.size
+    >>> round(peak_hz), round(rec.observed_fraction, 2)
+    (440, 0.72)
+    """
+    started = time.perf_counter()
+    src = open_source(source)
+    try:
+        meta = src.meta
+        capture_fps, fps_origin, notes, warnings = resolve_fps(meta, fps, high_speed=False)
+        roi_checked = check_roi(roi, width=meta.width, height=meta.height)
+        timing = RowTiming(fps=capture_fps, line_delay_s=float(line_delay_s), exposure_s=float(exposure_s),
+                           first_row=roi_checked[1], bottom_up=bottom_up, sensor_rows=meta.height)
+        try:
+            timing.check(meta.height)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if not (grid_rate_hz > 0 and 0 <= highpass_hz < grid_rate_hz / 2 and ar_order >= 2):
+            raise InputError("the grid rate must be positive, the high-pass below its Nyquist, the AR order >= 2")
+        shape = (roi_checked[3], roi_checked[2])
+        chunk = default_chunk_frames(shape)
+
+        def frames(start: int, stop: int | None, label: str):
+            return stream_frames(src, chunk_frames=chunk, roi=roi_checked, downsample=1, start=start, stop=stop,
+                                 progress=progress, description=label)
+
+        blocks = [block for _, block in frames(0, reference_frames, "reference")]
+        if not blocks:
+            raise InputError(f"{meta.path}: no frame could be decoded")
+        motion = RowMotion(np.concatenate(blocks).mean(axis=0))
+        usable = np.isfinite(motion.noise_gain)
+        if not usable.any():
+            raise InputError(f"{meta.path}: the rows have no horizontal texture: their horizontal motion cannot be "
+                             "measured (choose a textured region with --roi)")
+        typical = float(np.median(motion.noise_gain[usable]))
+        usable &= motion.noise_gain < 20 * typical
+        if usable.mean() < 0.5:
+            warnings.append(f"only {usable.mean():.0%} of the rows have horizontal texture; the others are gaps")
+        threads = os.cpu_count() or 1
+        rows = np.concatenate(list(map_ordered(lambda item: motion.displacement(item[1]), frames(0, None, "rows"),
+                                               threads=threads)))
+        if rows.shape[0] < 2:
+            raise InputError(f"{meta.path}: {rows.shape[0]} frame decoded; a rolling-shutter recovery needs several")
+        rows[:, ~usable] = np.nan
+        rows = remove_row_offsets(rows, per_frame=frame_offsets)
+        neighbours = np.diff(rows, axis=1)
+        noise_floor = float(np.sqrt(np.nanmedian(neighbours**2) / 2 / 0.4549))  # median of chi2(1) = 0.4549
+        top = usable_band_hz(rate_hz=grid_rate_hz, line_delay_s=timing.line_delay_s, exposure_s=timing.exposure_s)
+        if top <= highpass_hz:
+            raise InputError(f"nothing is left to recover: the band tops out at {top:g} Hz (exposure, line rate) "
+                             f"below the high-pass at {highpass_hz:g} Hz")
+        if timing.exposure_s > 0:
+            notes.append(f"the exposure of {timing.exposure_s * 1e3:g} ms averages the motion (a low-pass: -3 dB at "
+                         f"{0.443 / timing.exposure_s:.0f} Hz, nothing left at {1 / timing.exposure_s:.0f} Hz); "
+                         f"the sound is kept up to {top:.0f} Hz")
+        times = timing.times_s(np.arange(rows.shape[0]), rows=rows.shape[1])
+        duration = rows.shape[0] / capture_fps
+        # Each frame's run is only anti-aliased for the grid: a low-pass at the band's top inside
+        # 10-ms runs would ring at their ends, every frame (lines at the frame rate's harmonics).
+        anti_alias = usable_band_hz(rate_hz=grid_rate_hz, line_delay_s=timing.line_delay_s, exposure_s=0.0)
+        grid, observed = place_on_grid(rows, times, rate_hz=grid_rate_hz, cutoff_hz=anti_alias, duration_s=duration)
+        sound = fill_gaps(grid, observed, order=ar_order)
+        if highpass_hz > 0:
+            sound = highpass(sound, fps=grid_rate_hz, cutoff_hz=highpass_hz)
+        if top < anti_alias:
+            sound = lowpass(sound, fps=grid_rate_hz, cutoff_hz=top)
+        notes.append(f"rows saw {observed.mean():.0%} of the time; the frame delay's gaps "
+                     f"({(1 / capture_fps - meta.height * timing.line_delay_s) * 1e3:.2f} ms per frame) were filled "
+                     f"by order-{ar_order} autoregressive interpolation")
+        if rate == "native":
+            audio, rate_hz = normalize_peak(sound), int(round(grid_rate_hz))
+        else:
+            rate_hz = int(rate)
+            audio = normalize_peak(resample(sound, rate_in_hz=grid_rate_hz, rate_out_hz=rate_hz))
+        return RollingRecovery(
+            audio=audio.astype(np.float32), rate_hz=rate_hz, grid_signal=sound, grid_rate_hz=float(grid_rate_hz),
+            observed=observed, row_displacement_px=rows, band_hz=(float(highpass_hz), top),
+            noise_floor_px=noise_floor, timing=timing, fps_origin=fps_origin, frames=rows.shape[0],
+            roi=roi_checked, meta=meta, wall_s=time.perf_counter() - started, notes=notes,
+            warnings=warnings + meta.warnings,
+        )
+    finally:
+        src.close()
+
+
+def calibrate_line_delay(
+    source: str | Path | np.ndarray | FrameSource, *, flicker_hz: float, fps: float | None = None,
+    roi: tuple[int, int, int, int] | None = None, progress: bool = False,
+) -> dict[str, object]:
+    """Measure a rolling shutter's line delay from a video of a light flickering at ``flicker_hz``.
+
+    Returns a dict with ``line_delay_s``, its ``uncertainty_s``, ``line_rate_hz``,
+    ``row_order`` ("top-down" or "bottom-up", from the sign of the bands' drift),
+    the flicker's ``contrast``, ``fps`` and the frames used.
+
+    Examples
+    --------
+    >>> n, y = np.arange(120)[:, None, None], np.arange(300)[None, :, None]
+    >>> video = 100 + 20 * np.cos(2 * np.pi * 100 * (n / 60 + y * 25e-6)) + np.zeros((1, 1, 16))
+    >>> found = calibrate_line_delay(video, flicker_hz=100, fps=60)
+    >>> round(found["line_delay_s"] * 1e6, 3), found["row_order"]
+    (25.0, 'top-down')
+    """
+    if not (np.isfinite(flicker_hz) and flicker_hz > 0):
+        raise InputError(f"the flicker frequency must be positive, got {flicker_hz:g} Hz")
+    src = open_source(source)
+    try:
+        meta = src.meta
+        capture_fps, fps_origin, notes, warnings = resolve_fps(meta, fps, high_speed=False)
+        roi_checked = check_roi(roi, width=meta.width, height=meta.height)
+        shape = (roi_checked[3], roi_checked[2])
+        brightness = np.concatenate([
+            block.mean(axis=2) for _, block in stream_frames(
+                src, chunk_frames=default_chunk_frames(shape), roi=roi_checked, downsample=1,
+                progress=progress, description="rows")
+        ])
+    finally:
+        src.close()
+    if brightness.shape[0] < MIN_FRAMES:
+        raise InputError(f"{meta.path}: {brightness.shape[0]} frames; at least {MIN_FRAMES} are needed")
+    try:
+        delay, sigma, contrast = estimate_line_delay(brightness, fps=capture_fps, flicker_hz=flicker_hz)
+    except ValueError as exc:
+        raise InputError(f"{meta.path}: {exc}") from None
+    if abs(delay) * meta.height >= 1.0 / capture_fps:
+        warnings.append(f"the estimated readout ({abs(delay) * meta.height * 1e3:.3f} ms) is longer than the frame "
+                        "period: is the flicker frequency right? (lamps on mains flicker at twice its frequency)")
+    return {
+        "visualmic_version": __version__, "input": meta.path, "fps": capture_fps, "fps_origin": fps_origin,
+        "frames": int(brightness.shape[0]), "rows": int(brightness.shape[1]), "flicker_hz": float(flicker_hz),
+        "line_delay_s": abs(delay), "uncertainty_s": sigma, "line_rate_hz": 1.0 / abs(delay) if delay else None,
+        "row_order": "top-down" if delay > 0 else "bottom-up", "contrast": contrast,
+        "readout_s": abs(delay) * meta.height, "notes": notes, "warnings": warnings + meta.warnings,
+    }

@@ -14,6 +14,7 @@ import scipy.signal
 __all__ = [
     "default_highpass_hz",
     "highpass",
+    "lowpass",
     "bandpass_power",
     "spectral_subtraction",
     "mmse_lsa",
@@ -53,12 +54,30 @@ def highpass(signal: np.ndarray, *, fps: float, cutoff_hz: float, order: int = 3
     >>> abs(float(y[200:-200].mean())) < 1e-3
     True
     """
+    return _butterworth(signal, fps=fps, cutoff_hz=cutoff_hz, kind="highpass", order=order, zero_phase=zero_phase)
+
+
+def lowpass(signal: np.ndarray, *, fps: float, cutoff_hz: float, order: int = 6) -> np.ndarray:
+    """Zero-phase Butterworth low-pass along the last axis (0 disables it).
+
+    Examples
+    --------
+    >>> t = np.arange(8000) / 8000
+    >>> y = lowpass(np.sin(2 * np.pi * 300 * t) + np.sin(2 * np.pi * 3000 * t), fps=8000, cutoff_hz=1000)
+    >>> bool(np.allclose(y[500:-500], np.sin(2 * np.pi * 300 * t)[500:-500], atol=0.01))
+    True
+    """
+    return _butterworth(signal, fps=fps, cutoff_hz=cutoff_hz, kind="lowpass", order=order, zero_phase=True)
+
+
+def _butterworth(signal: np.ndarray, *, fps: float, cutoff_hz: float, kind: str, order: int,
+                 zero_phase: bool) -> np.ndarray:
     signal = np.asarray(signal, dtype=np.float64)
     if cutoff_hz <= 0:
         return signal.copy()
     if not cutoff_hz < fps / 2:
-        raise ValueError(f"high-pass cut-off {cutoff_hz:g} Hz must be below the Nyquist frequency {fps / 2:g} Hz")
-    sos = scipy.signal.butter(order, cutoff_hz, btype="highpass", fs=fps, output="sos")
+        raise ValueError(f"{kind} cut-off {cutoff_hz:g} Hz must be below the Nyquist frequency {fps / 2:g} Hz")
+    sos = scipy.signal.butter(order, cutoff_hz, btype=kind, fs=fps, output="sos")
     if zero_phase:
         padlen = min(signal.shape[-1] - 1, 3 * int(np.ceil(fps / cutoff_hz)))
         return scipy.signal.sosfiltfilt(sos, signal, axis=-1, padtype="even", padlen=padlen)

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile
 
 from . import __version__
-from .api import inspect, measure_motion, recover, vibration_map
+from .api import calibrate_line_delay, inspect, measure_motion, recover, recover_rolling, vibration_map
 from .config import DENOISERS, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .errors import InputError
 from .outputs import VIDEO_CODECS, atomic_path, container_format, write_bytes, write_json, write_npy, write_video, write_wav
@@ -111,6 +111,19 @@ def _check_output(path: Path, suffixes: tuple[str, ...]) -> None:
         raise InputError(f"{path}: the output folder {path.absolute().parent} does not exist")
 
 
+def _line_delay(line_delay_s: float | None, line_rate_hz: float | None, rolling_shutter: bool) -> float:
+    """The line delay from --line-delay or --line-rate (exactly one), with --rolling-shutter."""
+    if not rolling_shutter:
+        raise InputError("--line-delay and --line-rate describe a rolling shutter: add --rolling-shutter")
+    if (line_delay_s is None) == (line_rate_hz is None):
+        raise InputError("--rolling-shutter needs the line delay: give --line-delay SECONDS or --line-rate HZ "
+                         "(one of them; 'visualmic calibrate' measures it)")
+    value = line_delay_s if line_delay_s is not None else line_rate_hz
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"the line {'delay' if line_delay_s is not None else 'rate'} must be positive, got {value:g}")
+    return line_delay_s if line_delay_s is not None else 1.0 / line_rate_hz
+
+
 def _first_frame(video: Path, options: RecoverOptions) -> np.ndarray:
     """The first processed frame (region of interest, downsampled), for figures."""
     from .engine import stream_frames
@@ -148,6 +161,17 @@ def main() -> None:
               help="Measure N x N parts of the frame separately (objects whose parts vibrate differently).")
 @click.option("--border", "border_px", type=float, default=RecoverOptions.border_px, show_default=True,
               help="Pixels over which weights fade out at the frame's edges.")
+@click.option("--rolling-shutter", is_flag=True,
+              help="Every row is a sample at its own time: sound above the frame rate (needs --line-delay).")
+@click.option("--line-delay", "line_delay_s", type=float, default=None,
+              help="Rolling shutter: seconds between the starts of two rows (see 'visualmic calibrate').")
+@click.option("--line-rate", "line_rate_hz", type=float, default=None, help="Rolling shutter: rows per second.")
+@click.option("--exposure", "exposure_s", type=float, default=0.0, show_default=True,
+              help="Rolling shutter: exposure of a row in seconds (it low-passes the motion; the band is limited).")
+@click.option("--row-order", type=click.Choice(["top-down", "bottom-up"]), default="top-down", show_default=True,
+              help="Rolling shutter: the order the sensor reads rows.")
+@click.option("--frame-offsets", is_flag=True,
+              help="Rolling shutter: also remove each frame's mean motion (camera shake).")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Also write a self-contained HTML report (players, waveform, spectrogram, map, diagnostics).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
@@ -159,8 +183,9 @@ def main() -> None:
 def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
                     scales: int | None, orientations: int, method: str, reference_frames: int,
                     highpass_hz: float | None, denoise: str, rate: str, regions: int, border_px: float,
-                    report: Path | None, reference: Path | None, threads: int | None, as_json: bool,
-                    quiet: bool) -> None:
+                    rolling_shutter: bool, line_delay_s: float | None, line_rate_hz: float | None,
+                    exposure_s: float, row_order: str, frame_offsets: bool, report: Path | None,
+                    reference: Path | None, threads: int | None, as_json: bool, quiet: bool) -> None:
     """Recover the sound in VIDEO and write it to a WAV file.
 
     VIDEO is any video FFmpeg decodes, a Photron .cih/.cihx/.mraw or Phantom
@@ -168,6 +193,27 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     folder of PNG/TIFF frames.
     """
     _check_output(output, (".wav",))
+    if rolling_shutter or line_delay_s is not None or line_rate_hz is not None:
+        if report is not None or regions != 1 or method != "phase" or denoise != "none" or downsample != 1:
+            raise InputError("--rolling-shutter works on full-resolution rows with the phase method; it does not "
+                             "take --report, --regions, --method davis2014, --denoise or --downsample yet")
+        delay = _line_delay(line_delay_s, line_rate_hz, rolling_shutter)
+        result = recover_rolling(
+            video, line_delay_s=delay, fps=fps, exposure_s=exposure_s, roi=parse_roi(roi) if roi else None,
+            bottom_up=row_order == "bottom-up", highpass_hz=80.0 if highpass_hz is None else highpass_hz,
+            frame_offsets=frame_offsets, rate=_parse_rate(rate), progress=not quiet,
+        )
+        write_wav(output, result.audio, rate_hz=result.rate_hz, subtype="FLOAT" if rate == "native" else "PCM_16")
+        _tell(result.notes, result.warnings, quiet)
+        summary = dict(result.summary(), output=str(output))
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+        elif not quiet:
+            click.echo(f"{output}: {summary['duration_s']:.2f} s at {result.rate_hz} Hz from {result.frames} frames "
+                       f"of rows ({result.timing.fps:g} fps, line rate {1 / delay:.0f} Hz, "
+                       f"{result.observed_fraction:.0%} observed, band {result.band_hz[0]:.0f}-"
+                       f"{result.band_hz[1]:.0f} Hz)", err=True)
+        return
     if report is not None:
         _check_output(report, (".html", ".htm"))
     if reference is not None and report is None:
@@ -281,13 +327,17 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("--line-delay", "line_delay_s", type=float, default=None, help="Rolling shutter: seconds between rows.")
 @click.option("--exposure", "exposure_s", type=float, default=0.0, show_default=True,
               help="Rolling shutter: exposure of each row in seconds (it low-passes the motion).")
+@click.option("--flicker-hz", type=float, default=0.0, show_default=True,
+              help="A light flickering at this frequency (lamps on 50 Hz mains: 100); bands on a rolling shutter.")
+@click.option("--flicker-depth", type=float, default=0.2, show_default=True,
+              help="Relative depth of the flicker.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 @_friendly
 def synth_command(audio: str, output: Path, fps: float, duration_s: float, size: str, texture: str, mode: str,
                   amplitude_px: float, direction_deg: float, read_noise: float, shot_noise: float, bit_depth: str,
                   codec: str | None, quality: int | None, rolling_shutter: bool, line_delay_s: float | None,
-                  exposure_s: float, seed: int, quiet: bool) -> None:
+                  exposure_s: float, flicker_hz: float, flicker_depth: float, seed: int, quiet: bool) -> None:
     """Render a video of a textured surface moving with AUDIO.
 
     AUDIO is a sound file, 'speech' (4 s of bundled real speech), 'melody' or
@@ -322,7 +372,8 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
     try:
         scene = make_scene(signal, fps=fps, size=rows_cols, amplitude_px=amplitude_px, direction_deg=direction_deg,
                            mode=mode, camera=camera, texture=image, seed=seed, rolling_shutter=shutter,
-                           audio_rate_hz=audio_rate if shutter else None)
+                           audio_rate_hz=audio_rate if shutter else None, flicker_hz=flicker_hz,
+                           flicker_depth=flicker_depth)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     count = write_video(output, scene.frames(), fps=fps, codec=codec, quality=quality,
@@ -362,6 +413,7 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
         "container_rate_exact": rate_exact,
         "quality": quality,
         "seed": seed,
+        "flicker": None if flicker_hz <= 0 else {"hz": flicker_hz, "depth": flicker_depth},
         "rolling_shutter": None if shutter is None else {
             "line_delay_s": line_delay_s, "exposure_s": exposure_s, "line_rate_hz": 1.0 / line_delay_s,
             "observed_fraction": rows_cols[0] * line_delay_s * fps, "truth_rate_hz": audio_rate,
@@ -578,3 +630,33 @@ def motion_command(video: Path, output: Path, rois: tuple[str, ...], fps: float 
     if not quiet:
         click.echo(f"{output}: {len(series.time_s)} frames x {len(series.rois)} regions "
                    f"({series.fps:g} fps, {series.fps_origin})", err=True)
+
+
+@main.command("calibrate")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--flicker-hz", type=float, required=True,
+              help="Frequency of the light's flicker (lamps on 50 Hz mains: 100; on 60 Hz: 120).")
+@click.option("--fps", type=float, default=None, help="Frame rate (default: the file's).")
+@click.option("--roi", default=None, metavar="X,Y,W,H", help="Region lit by the flickering light (all rows by default).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes.")
+@_friendly
+def calibrate_command(video: Path, flicker_hz: float, fps: float | None, roi: str | None, as_json: bool,
+                      quiet: bool) -> None:
+    """Measure a rolling shutter's line delay from VIDEO of a light flickering at a known frequency.
+
+    Film a surface lit by the lamp (a wall, a sheet of paper), with the same
+    camera mode as the recording: dark and bright bands cross the frame, and
+    their spacing in rows is 1 / (flicker x line delay). The result goes to
+    'visualmic recover --rolling-shutter --line-delay'.
+    """
+    found = calibrate_line_delay(video, flicker_hz=flicker_hz, fps=fps, roi=parse_roi(roi) if roi else None,
+                                 progress=not quiet)
+    _tell(found["notes"], found["warnings"], quiet)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    delay, sigma = found["line_delay_s"], found["uncertainty_s"]
+    click.echo(f"line delay {delay * 1e6:.4f} us +- {sigma * 1e6:.4f} us ({sigma / delay:.2%}); line rate "
+               f"{found['line_rate_hz']:.1f} Hz; rows read {found['row_order']}; readout {found['readout_s'] * 1e3:.3f} ms "
+               f"of {1e3 / found['fps']:.3f} ms; flicker contrast {found['contrast']:.1%}")

@@ -148,7 +148,10 @@ def _lpc(frame: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     r = np.array([np.dot(frame[: frame.size - k], frame[k:]) for k in range(order + 1)])
     if r[0] <= 0:
         return np.concatenate(([1.0], np.zeros(order))), r
-    a = scipy.linalg.solve_toeplitz(r[:order], -r[1 : order + 1])
+    # A -60 dB white floor: a band-limited frame (a pure tone) has a singular autocorrelation matrix.
+    column = r[:order].copy()
+    column[0] *= 1 + 1e-6
+    a = scipy.linalg.solve_toeplitz(column, -r[1 : order + 1])
     return np.concatenate(([1.0], a)), r
 
 

@@ -18,6 +18,7 @@ import scipy.fft
 import scipy.special
 
 from .audio import bandpass_power
+from .rolling import RowTiming
 
 __all__ = [
     "Camera",
@@ -333,14 +334,7 @@ class RollingShutter:
 
     def check(self, rows: int, fps: float) -> None:
         """Raise ValueError when the frame's readout does not fit in the frame period."""
-        if not self.line_delay_s > 0 or self.exposure_s < 0:
-            raise ValueError("the line delay must be > 0 and the exposure >= 0")
-        readout = rows * self.line_delay_s
-        if readout >= 1.0 / fps:
-            raise ValueError(
-                f"{rows} rows x {self.line_delay_s * 1e6:g} us = {readout * 1e3:.3f} ms of readout do not fit "
-                f"in a frame period of {1e3 / fps:.3f} ms"
-            )
+        RowTiming(fps=fps, line_delay_s=self.line_delay_s, exposure_s=self.exposure_s).check(rows)
 
     def row_times(self, frames: int, rows: int, fps: float) -> np.ndarray:
         """Start of every row's exposure, seconds, shape ``(frames, rows)``."""
@@ -434,6 +428,26 @@ class Scene:
     seed: int = 0
     rolling_shutter: RollingShutter | None = None
     row_displacement_px: np.ndarray | None = None
+    flicker_hz: float = 0.0
+    flicker_depth: float = 0.0
+
+    def light(self, first: int, count: int) -> np.ndarray:
+        """Relative brightness of the light for frames ``first`` to ``first + count - 1``, ``(count, rows, 1)``.
+
+        ``1 + depth cos(2 pi f t)`` averaged over each row's exposure (a
+        rolling shutter sees it at every row's own time: dark and bright bands).
+        """
+        rows = self.texture.shape[0]
+        if self.flicker_hz <= 0 or self.flicker_depth == 0:
+            return np.ones((count, 1, 1))
+        shutter = self.rolling_shutter or RollingShutter(line_delay_s=0.0)
+        starts = (first + np.arange(count))[:, None] / self.fps + np.arange(rows)[None, :] * shutter.line_delay_s
+        omega = 2 * np.pi * self.flicker_hz
+        if shutter.exposure_s > 0:
+            wave = (np.sin(omega * (starts + shutter.exposure_s)) - np.sin(omega * starts)) / (omega * shutter.exposure_s)
+        else:
+            wave = np.cos(omega * starts)
+        return (1 + self.flicker_depth * wave)[:, :, None]
 
     def frames(self, *, chunk_frames: int = 256) -> Iterator[np.ndarray]:
         """Yield chunks of noisy, quantised frames (reproducible for a given seed)."""
@@ -445,8 +459,10 @@ class Scene:
                 self.texture, self.displacement_px, direction_deg=self.direction_deg, shape=self.shape,
                 chunk_frames=chunk_frames,
             )
+        first = 0
         for clean in clean_chunks:
-            yield self.camera.expose(clean, rng)
+            yield self.camera.expose(clean * self.light(first, clean.shape[0]), rng)
+            first += clean.shape[0]
 
     def cramer_rao_variance(self) -> float:
         """Bound on the per-frame variance (px²) of the sound's estimate, see :func:`cramer_rao_variance`."""
@@ -528,6 +544,8 @@ def make_scene(
     seed: int = 0,
     rolling_shutter: RollingShutter | None = None,
     audio_rate_hz: float | None = None,
+    flicker_hz: float = 0.0,
+    flicker_depth: float = 0.2,
 ) -> Scene:
     """A textured surface whose displacement follows ``audio`` (peak ``amplitude_px``).
 
@@ -558,6 +576,10 @@ def make_scene(
     audio_rate_hz : float, optional
         With a rolling shutter, the rate of ``audio`` (at least 48 kHz advised);
         otherwise ``audio`` has one sample per frame.
+    flicker_hz, flicker_depth : float
+        A light flickering at this frequency (0: steady) with this relative
+        depth: lamps on 50 Hz mains flicker at 100 Hz. With a rolling shutter it
+        draws dark and bright bands whose spacing gives the line delay.
 
     Examples
     --------
@@ -600,4 +622,6 @@ def make_scene(
         seed=seed,
         rolling_shutter=rolling_shutter,
         row_displacement_px=rows_displacement,
+        flicker_hz=float(flicker_hz),
+        flicker_depth=float(flicker_depth) if flicker_hz > 0 else 0.0,
     )

@@ -137,8 +137,6 @@ class VideoSource(FrameSource):
             meta.rate_warnings.append(problem)
         if meta.format == "avi" and meta.fps >= 599.0:
             meta.rate_warnings.append("FFmpeg's AVI writer stores at most 600 fps, so this rate may be a cap")
-        if meta.fps <= 120.0:
-            meta.rate_warnings.append(f"{meta.fps:g} fps looks like a playback rate, not a high-speed capture rate")
 
     def _chunks(
         self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
