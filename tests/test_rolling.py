@@ -86,12 +86,20 @@ def test_rolling_recovery_through_the_command_line(tmp_path):
     (["--line-delay", "4e-5"], "add --rolling-shutter"),
     (["--rolling-shutter", "--line-delay", "-1"], "must be positive"),
     (["--rolling-shutter", "--line-delay", "4e-5", "--regions", "2"], "does not take"),
+    (["--rolling-shutter", "--line-delay", "4e-5", "--exposure", "-1"], "exposure must be >= 0"),
 ])
 def test_bad_rolling_shutter_requests_are_refused(tmp_path, args, message):
     np.save(tmp_path / "v.npy", np.random.default_rng(0).integers(0, 255, (20, 300, 64)).astype(np.uint8))
     result = CliRunner().invoke(main, ["recover", str(tmp_path / "v.npy"), "--fps", "60", "-o",
                                        str(tmp_path / "o.wav"), *args])
     assert result.exit_code == 2 and message in result.output and not (tmp_path / "o.wav").exists()
+
+
+def test_impossible_frame_rate_is_named(tmp_path):
+    np.save(tmp_path / "v.npy", np.zeros((20, 30, 64), np.uint8))
+    result = CliRunner().invoke(main, ["recover", str(tmp_path / "v.npy"), "--fps", "-60", "-o",
+                                       str(tmp_path / "o.wav"), "--rolling-shutter", "--line-delay", "4e-5"])
+    assert result.exit_code == 2 and "frame rate must be a positive number" in result.output
 
 
 def test_no_horizontal_texture_is_an_error_not_garbage(tmp_path):

@@ -973,6 +973,8 @@ def recover_rolling(
     (440, 0.72)
     """
     started = time.perf_counter()
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise InputError(f"frame rate must be a positive number of frames per second, got {fps!r}")
     src = open_source(source)
     try:
         meta = src.meta
@@ -1072,6 +1074,8 @@ def calibrate_line_delay(
     """
     if not (np.isfinite(flicker_hz) and flicker_hz > 0):
         raise InputError(f"the flicker frequency must be positive, got {flicker_hz:g} Hz")
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise InputError(f"frame rate must be a positive number of frames per second, got {fps!r}")
     src = open_source(source)
     try:
         meta = src.meta

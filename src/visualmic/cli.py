@@ -518,7 +518,8 @@ def inspect_command(video: Path, png: Path | None, frames: int, as_json: bool) -
         ("frames", f"{meta.frame_count}" + ("" if meta.frame_count_exact else " (the header's claim)")),
         ("capture rate", rate),
         ("exposure", "n/a" if meta.exposure_s is None else f"{meta.exposure_s * 1e6:.3g} us"),
-        ("noise", f"{found.noise_grey:.3g} grey levels (std, from {found.frames_examined} frames)"),
+        ("noise", f"{found.noise_grey:.3g} grey levels (std of consecutive differences / sqrt 2, "
+                  f"{found.frames_examined} frames; large motion between frames counts too)"),
         ("suggested --roi", "none (no texture)" if roi is None else ",".join(map(str, roi))),
         ("best motion noise", f"{found.motion_floor_px[0]:.2g} px along x, {found.motion_floor_px[1]:.2g} px "
                               "along y, per frame (Cramér-Rao, rigid surface in that region)"),
