@@ -28,6 +28,7 @@ def test_recover_writes_a_playable_wav_and_json(tmp_path, clip):
     summary = json.loads(result.stdout)
     assert summary["frames"] == 1100 and summary["fps"] == 2200 and summary["fps_origin"] == "user"
     assert summary["rate_hz"] == 48000 and len(summary["bands"]) == summary["scales"] * 2
+    assert 10 < summary["peak_memory_mb"] < 20_000
     info = soundfile.info(str(out))
     assert (info.samplerate, info.subtype) == (48000, "PCM_16")
     assert info.frames == 24000

@@ -20,6 +20,7 @@ import soundfile
 from . import __version__
 from .api import calibrate_line_delay, inspect, measure_motion, recover, recover_rolling, vibration_map
 from .config import DENOISERS, METHODS, STANDARD_RATE_HZ, RecoverOptions
+from .engine import peak_memory_mb
 from .errors import InputError
 from .outputs import VIDEO_CODECS, atomic_path, container_format, write_bytes, write_json, write_npy, write_video, write_wav
 from .sources.base import parse_roi
@@ -205,7 +206,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         )
         write_wav(output, result.audio, rate_hz=result.rate_hz, subtype="FLOAT" if rate == "native" else "PCM_16")
         _tell(result.notes, result.warnings, quiet)
-        summary = dict(result.summary(), output=str(output))
+        summary = dict(result.summary(), output=str(output), peak_memory_mb=peak_memory_mb())
         if as_json:
             click.echo(json.dumps(summary, indent=2))
         elif not quiet:
@@ -238,7 +239,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     native = options.rate == "native"
     write_wav(output, result.audio, rate_hz=result.rate_hz, subtype="FLOAT" if native else "PCM_16")
     _tell(result.notes, result.warnings, quiet)
-    summary = dict(result.summary(), output=str(output))
+    summary = dict(result.summary(), output=str(output), peak_memory_mb=peak_memory_mb())
     if report is not None:
         from .report import render_report
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .frames import block_mean
 from .sources.base import FrameSource, Roi
 
-__all__ = ["stream_frames", "default_chunk_frames", "map_ordered"]
+__all__ = ["stream_frames", "default_chunk_frames", "map_ordered", "peak_memory_mb"]
 
 _DONE = object()
 T = TypeVar("T")
@@ -156,3 +156,29 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, threads: int) -> It
         finally:
             for future in pending:
                 future.cancel()
+
+
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory in MiB, or None where it cannot be read.
+
+    Linux: ``VmHWM`` from ``/proc/self/status`` (``ru_maxrss`` would include the
+    parent's peak, carried across ``exec``); elsewhere ``ru_maxrss``.
+
+    Examples
+    --------
+    >>> peak_memory_mb() > 0
+    True
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
