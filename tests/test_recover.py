@@ -179,3 +179,38 @@ def test_estimated_snr_tells_a_good_recovery_from_noise(melody_scene, melody_fra
         np.random.default_rng(0).integers(0, 255, size=(800, 48, 48)).astype(np.uint8), fps=2200)
     assert noise_only.estimated_snr_db < 0
     assert rec.summary()["estimated_snr_db"] == pytest.approx(rec.estimated_snr_db)
+
+
+def test_interrupted_run_resumes_from_its_cache_with_identical_output(tmp_path, melody_frames, monkeypatch):
+    from visualmic.sources.arrays import ArraySource
+
+    path = tmp_path / "clip.npy"
+    np.save(path, melody_frames[:1100])
+    uncached = visualmic.recover(path, fps=2200, chunk_frames=50)
+    original = ArraySource._chunks
+    read = []
+
+    def interrupted(self, *args):
+        for first, block in original(self, *args):
+            if first >= 600:
+                raise KeyboardInterrupt
+            read.append(block.shape[0])
+            yield first, block
+
+    monkeypatch.setattr(ArraySource, "_chunks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        visualmic.recover(path, fps=2200, chunk_frames=50, cache_dir=tmp_path / "cache")
+
+    def counted(self, *args):
+        for first, block in original(self, *args):
+            read.append(block.shape[0])
+            yield first, block
+
+    monkeypatch.setattr(ArraySource, "_chunks", counted)
+    read.clear()
+    resumed = visualmic.recover(path, fps=2200, chunk_frames=50, cache_dir=tmp_path / "cache")
+    assert np.array_equal(resumed.audio, uncached.audio)
+    assert sum(read) < 1100 - 400  # the reference frames again, then only what was not measured
+    read.clear()
+    changed = visualmic.recover(path, fps=2200, chunk_frames=50, cache_dir=tmp_path / "cache", scales=1)  # other options
+    assert sum(read) >= 1100 and not np.array_equal(changed.audio, uncached.audio)

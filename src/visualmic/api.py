@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .audio import default_highpass_hz, highpass, lowpass, mmse_lsa, normalize_peak, resample, spectral_subtraction
+from .cache import ChunkCache, cache_key
 from .combine import combine_bands, davis2014_combine, joint_displacement, project_band_motion
 from .config import MIN_FRAMES, RecoverOptions
 from .engine import default_chunk_frames, map_ordered, stream_frames
@@ -251,6 +252,7 @@ def recover(
     *,
     options: RecoverOptions | None = None,
     progress: bool = False,
+    cache_dir: str | Path | None = None,
     **overrides: object,
 ) -> Recovery:
     """Recover sound from a video of a vibrating surface.
@@ -264,6 +266,10 @@ def recover(
         All options at once; keyword arguments override its fields.
     progress : bool
         Progress bar on stderr (only when it is a terminal).
+    cache_dir : str or Path, optional
+        Keep every chunk's measurements there: a run interrupted (Ctrl-C, a
+        crash) continues where it stopped when started again with the same
+        file and options, and gives the same output as an uninterrupted run.
     **overrides
         Any field of :class:`visualmic.config.RecoverOptions` (``fps``, ``roi``,
         ``scales``, ``method``, ``denoise``, ``rate``...).
@@ -292,9 +298,24 @@ def recover(
     started = time.perf_counter()
     src = open_source(source)
     try:
-        return _recover(src, opts, progress=progress, started=started)
+        cache = None if cache_dir is None else _chunk_cache(cache_dir, source, opts, src.meta)
+        return _recover(src, opts, progress=progress, started=started, cache=cache)
     finally:
         src.close()
+
+
+def _chunk_cache(cache_dir: str | Path, source: object, opts: RecoverOptions, meta: Meta) -> ChunkCache:
+    """The cache of this input's measurements under these options (not the audio stage's)."""
+    if not isinstance(source, (str, Path)):
+        raise InputError("a cache folder needs the input to be a file or folder (arrays are not kept)")
+    path = Path(source).absolute()
+    stat = path.stat()
+    measuring = {k: v for k, v in opts.to_dict().items()
+                 if k in ("fps", "roi", "downsample", "scales", "orientations", "method", "reference_frames",
+                          "regions", "border_px", "chunk_frames")}
+    key = cache_key(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns, frames=meta.frame_count,
+                    version=__version__, **measuring)
+    return ChunkCache(cache_dir, key)
 
 
 Measure = Callable[[list[np.ndarray]], np.ndarray]
@@ -302,7 +323,7 @@ Measure = Callable[[list[np.ndarray]], np.ndarray]
 
 def _stream_measurements(
     src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
-    prepare: Callable[[SteerablePyramid, list[np.ndarray]], tuple[S, Measure]],
+    prepare: Callable[[SteerablePyramid, list[np.ndarray]], tuple[S, Measure]], cache: ChunkCache | None = None,
 ) -> tuple[SteerablePyramid, S, Iterator[tuple[int, np.ndarray]]]:
     """Stream every frame through the pyramid and a measurement of its bands.
 
@@ -310,7 +331,9 @@ def _stream_measurements(
     bands (the 2014 recipe: frame 0 alone); ``prepare(pyramid, reference_bands)``
     returns what the caller keeps of it and the function measuring a chunk's
     bands. Returns the pyramid, that state, and ``(first_frame, measurement)``
-    of every chunk in order, computed lazily on all threads.
+    of every chunk in order, computed lazily on all threads. With a ``cache``,
+    chunks measured by an earlier, interrupted run are reused and the frames
+    after them only are read; every new chunk is saved as soon as it is known.
     """
     chunk = opts.chunk_frames or default_chunk_frames(shape)
 
@@ -336,15 +359,26 @@ def _stream_measurements(
     state, measure = prepare(pyramid, reference_bands(first_bands))
 
     def measurements() -> Iterator[tuple[int, np.ndarray]]:
-        yield 0, measure(first_bands)
-        rest = frames(first_frames.shape[0], None, "recovering")
-        yield from map_ordered(lambda item: (item[0], measure(pyramid.bands(item[1]))), rest, threads=threads)
+        done = cache.resume() if cache is not None else []
+        if not done:
+            done = [(0, measure(first_bands))]
+            if cache is not None:
+                cache.save(*done[0])
+        yield from done
+        position = done[-1][0] + done[-1][1].shape[0]
+        rest = frames(position, None, "recovering")
+        for first, measured in map_ordered(lambda item: (item[0], measure(pyramid.bands(item[1]))), rest,
+                                           threads=threads):
+            if cache is not None:
+                cache.save(first, measured)
+            yield first, measured
 
     return pyramid, state, measurements()
 
 
 def _measure(
-    src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool
+    src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
+    cache: ChunkCache | None = None,
 ) -> tuple[SteerablePyramid, list[BandReference] | None, np.ndarray]:
     """The pyramid, the prepared references (None for the 2014 recipe) and the per-frame
     measurements: ``(frames, channels, 2)`` normal-equation sums (channels: band x region),
@@ -356,7 +390,7 @@ def _measure(
         prepared = prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.region_grid)
         return prepared, lambda bands: phase_gradient_sums(bands, prepared)
 
-    pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare)
+    pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache)
     return pyramid, prepared, np.concatenate([measured for _, measured in chunks])
 
 
@@ -389,7 +423,8 @@ def _at_output_rate(sound: np.ndarray, *, fps: float, opts: RecoverOptions) -> t
     return normalize_peak(sound), rate_hz, notes
 
 
-def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started: float) -> Recovery:
+def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started: float,
+             cache: ChunkCache | None = None) -> Recovery:
     meta = src.meta
     fps, fps_origin, notes, warnings = resolve_fps(meta, opts.fps)
     warnings += meta.warnings
@@ -401,7 +436,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     if highpass_hz >= fps / 2:
         raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
 
-    pyramid, prepared, measured = _measure(src, opts, roi, shape, progress)
+    pyramid, prepared, measured = _measure(src, opts, roi, shape, progress, cache)
     count = measured.shape[0]
     if count < MIN_FRAMES:
         raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")

@@ -177,6 +177,8 @@ def main() -> None:
               help="Also write a self-contained HTML report (players, waveform, spectrogram, map, diagnostics).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="A reference sound (the truth) to play and compare in the report.")
+@click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
+              help="Keep per-chunk results in this folder: an interrupted run continues where it stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--threads", type=int, default=None, help="Threads processing chunks [default: all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes (warnings still show).")
@@ -186,7 +188,8 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
                     highpass_hz: float | None, denoise: str, rate: str, regions: int, border_px: float,
                     rolling_shutter: bool, line_delay_s: float | None, line_rate_hz: float | None,
                     exposure_s: float, row_order: str, frame_offsets: bool, report: Path | None,
-                    reference: Path | None, threads: int | None, as_json: bool, quiet: bool) -> None:
+                    reference: Path | None, cache_dir: Path | None, threads: int | None, as_json: bool,
+                    quiet: bool) -> None:
     """Recover the sound in VIDEO and write it to a WAV file.
 
     VIDEO is any video FFmpeg decodes, a Photron .cih/.cihx/.mraw or Phantom
@@ -195,9 +198,10 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     """
     _check_output(output, (".wav",))
     if rolling_shutter or line_delay_s is not None or line_rate_hz is not None:
-        if report is not None or regions != 1 or method != "phase" or denoise != "none" or downsample != 1:
+        if (report is not None or regions != 1 or method != "phase" or denoise != "none" or downsample != 1
+                or cache_dir is not None):
             raise InputError("--rolling-shutter works on full-resolution rows with the phase method; it does not "
-                             "take --report, --regions, --method davis2014, --denoise or --downsample yet")
+                             "take --report, --regions, --method davis2014, --denoise, --downsample or --cache yet")
         delay = _line_delay(line_delay_s, line_rate_hz, rolling_shutter)
         result = recover_rolling(
             video, line_delay_s=delay, fps=fps, exposure_s=exposure_s, roi=parse_roi(roi) if roi else None,
@@ -235,7 +239,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         border_px=border_px,
         threads=threads,
     )
-    result = recover(video, options=options, progress=not quiet)
+    result = recover(video, options=options, progress=not quiet, cache_dir=cache_dir)
     native = options.rate == "native"
     write_wav(output, result.audio, rate_hz=result.rate_hz, subtype="FLOAT" if native else "PCM_16")
     _tell(result.notes, result.warnings, quiet)
