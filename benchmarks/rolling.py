@@ -116,7 +116,8 @@ def run(quick: bool) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ["| sound | line delay | rows | exposure | observed | visualmic | linear gaps |", "|---|---|---|---|---|---|---|"]
+    lines = ["| sound | line delay | rows | exposure | observed | visualmic | linear gaps |",
+             "|---|---|---|---|---|---|---|"]
     for row in results["recoveries"]:
         cells = []
         for label in ("visualmic", "linear_gaps"):

@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import __version__
 from .audio import default_highpass_hz, highpass, lowpass, mmse_lsa, normalize_peak, resample, spectral_subtraction
 from .cache import ChunkCache, cache_key
+from .cluster import dask_client, frame_ranges, measure_range
 from .combine import combine_bands, davis2014_combine, joint_displacement, project_band_motion
 from .config import MIN_FRAMES, RecoverOptions
 from .engine import default_chunk_frames, map_ordered, stream_frames
@@ -253,6 +254,8 @@ def recover(
     options: RecoverOptions | None = None,
     progress: bool = False,
     cache_dir: str | Path | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
     **overrides: object,
 ) -> Recovery:
     """Recover sound from a video of a vibrating surface.
@@ -299,7 +302,10 @@ def recover(
     src = open_source(source)
     try:
         cache = None if cache_dir is None else _chunk_cache(cache_dir, source, opts, src.meta)
-        return _recover(src, opts, progress=progress, started=started, cache=cache)
+        if scheduler is None and workers is None:
+            return _recover(src, opts, progress=progress, started=started, cache=cache)
+        with dask_client(scheduler=scheduler, workers=workers) as client:
+            return _recover(src, opts, progress=progress, started=started, cache=cache, client=client)
     finally:
         src.close()
 
@@ -324,6 +330,7 @@ Measure = Callable[[list[np.ndarray]], np.ndarray]
 def _stream_measurements(
     src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
     prepare: Callable[[SteerablePyramid, list[np.ndarray]], tuple[S, Measure]], cache: ChunkCache | None = None,
+    client: Any = None,
 ) -> tuple[SteerablePyramid, S, Iterator[tuple[int, np.ndarray]]]:
     """Stream every frame through the pyramid and a measurement of its bands.
 
@@ -334,6 +341,8 @@ def _stream_measurements(
     of every chunk in order, computed lazily on all threads. With a ``cache``,
     chunks measured by an earlier, interrupted run are reused and the frames
     after them only are read; every new chunk is saved as soon as it is known.
+    With a Dask ``client``, the frames after the reference are measured by the
+    cluster's workers, each reading its own range of the file.
     """
     chunk = opts.chunk_frames or default_chunk_frames(shape)
 
@@ -366,9 +375,13 @@ def _stream_measurements(
                 cache.save(*done[0])
         yield from done
         position = done[-1][0] + done[-1][1].shape[0]
-        rest = frames(position, None, "recovering")
-        for first, measured in map_ordered(lambda item: (item[0], measure(pyramid.bands(item[1]))), rest,
-                                           threads=threads):
+        if client is not None:
+            measured_ranges = _on_cluster(client, src, opts, roi, chunk, position, pyramid, measure)
+        else:
+            rest = frames(position, None, "recovering")
+            measured_ranges = map_ordered(lambda item: (item[0], measure(pyramid.bands(item[1]))), rest,
+                                          threads=threads)
+        for first, measured in measured_ranges:
             if cache is not None:
                 cache.save(first, measured)
             yield first, measured
@@ -376,9 +389,30 @@ def _stream_measurements(
     return pyramid, state, measurements()
 
 
+def _on_cluster(client: Any, src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], chunk: int,
+                start: int, pyramid: SteerablePyramid, measure: Measure) -> Iterator[tuple[int, np.ndarray]]:
+    """Measurements of frames ``start`` onwards by a Dask cluster's workers, in order."""
+    path = src.meta.path
+    if not Path(path).exists():
+        raise InputError("a cluster reads the input from its file: give a file path, not an array")
+    total = src.meta.frame_count
+    if total is None:
+        raise InputError(f"{path}: the frame count is unknown, so the frames cannot be split between workers")
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    span = max(chunk, -(-(total - start) // (4 * workers)))  # about four tasks per worker
+    bands = pyramid.bands
+    tasks = [(a, client.submit(measure_range, path, roi=roi, downsample=opts.downsample, chunk_frames=chunk,
+                               start=a, stop=b, bands=bands, measure=measure, pure=False))
+             for a, b in frame_ranges(start, total, span)]
+    for first, task in tasks:
+        measured = task.result()
+        if measured.shape[0]:
+            yield first, measured
+
+
 def _measure(
     src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
-    cache: ChunkCache | None = None,
+    cache: ChunkCache | None = None, client: Any = None,
 ) -> tuple[SteerablePyramid, list[BandReference] | None, np.ndarray]:
     """The pyramid, the prepared references (None for the 2014 recipe) and the per-frame
     measurements: ``(frames, channels, 2)`` normal-equation sums (channels: band x region),
@@ -390,7 +424,7 @@ def _measure(
         prepared = prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.region_grid)
         return prepared, lambda bands: phase_gradient_sums(bands, prepared)
 
-    pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache)
+    pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client)
     return pyramid, prepared, np.concatenate([measured for _, measured in chunks])
 
 
@@ -424,7 +458,7 @@ def _at_output_rate(sound: np.ndarray, *, fps: float, opts: RecoverOptions) -> t
 
 
 def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started: float,
-             cache: ChunkCache | None = None) -> Recovery:
+             cache: ChunkCache | None = None, client: Any = None) -> Recovery:
     meta = src.meta
     fps, fps_origin, notes, warnings = resolve_fps(meta, opts.fps)
     warnings += meta.warnings
@@ -436,7 +470,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     if highpass_hz >= fps / 2:
         raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
 
-    pyramid, prepared, measured = _measure(src, opts, roi, shape, progress, cache)
+    pyramid, prepared, measured = _measure(src, opts, roi, shape, progress, cache, client)
     count = measured.shape[0]
     if count < MIN_FRAMES:
         raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")

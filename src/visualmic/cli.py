@@ -177,6 +177,9 @@ def main() -> None:
               help="Also write a self-contained HTML report (players, waveform, spectrogram, map, diagnostics).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="A reference sound (the truth) to play and compare in the report.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on an existing Dask cluster (tcp://host:8786); workers read the file themselves.")
+@click.option("--workers", type=int, default=None, help="Run on a local Dask cluster of N worker processes.")
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
               help="Keep per-chunk results in this folder: an interrupted run continues where it stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -188,8 +191,8 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
                     highpass_hz: float | None, denoise: str, rate: str, regions: int, border_px: float,
                     rolling_shutter: bool, line_delay_s: float | None, line_rate_hz: float | None,
                     exposure_s: float, row_order: str, frame_offsets: bool, report: Path | None,
-                    reference: Path | None, cache_dir: Path | None, threads: int | None, as_json: bool,
-                    quiet: bool) -> None:
+                    reference: Path | None, scheduler: str | None, workers: int | None, cache_dir: Path | None,
+                    threads: int | None, as_json: bool, quiet: bool) -> None:
     """Recover the sound in VIDEO and write it to a WAV file.
 
     VIDEO is any video FFmpeg decodes, a Photron .cih/.cihx/.mraw or Phantom
@@ -199,9 +202,10 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     _check_output(output, (".wav",))
     if rolling_shutter or line_delay_s is not None or line_rate_hz is not None:
         if (report is not None or regions != 1 or method != "phase" or denoise != "none" or downsample != 1
-                or cache_dir is not None):
+                or cache_dir is not None or scheduler is not None or workers is not None):
             raise InputError("--rolling-shutter works on full-resolution rows with the phase method; it does not "
-                             "take --report, --regions, --method davis2014, --denoise, --downsample or --cache yet")
+                             "take --report, --regions, --method davis2014, --denoise, --downsample, --cache, "
+                             "--scheduler or --workers yet")
         delay = _line_delay(line_delay_s, line_rate_hz, rolling_shutter)
         result = recover_rolling(
             video, line_delay_s=delay, fps=fps, exposure_s=exposure_s, roi=parse_roi(roi) if roi else None,
@@ -239,7 +243,8 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         border_px=border_px,
         threads=threads,
     )
-    result = recover(video, options=options, progress=not quiet, cache_dir=cache_dir)
+    result = recover(video, options=options, progress=not quiet, cache_dir=cache_dir, scheduler=scheduler,
+                     workers=workers)
     native = options.rate == "native"
     write_wav(output, result.audio, rate_hz=result.rate_hz, subtype="FLOAT" if native else "PCM_16")
     _tell(result.notes, result.warnings, quiet)

@@ -62,8 +62,8 @@ def vibration_map_figure(vmap) -> Figure:
         The map.
     """
     count = vmap.frequencies_hz.size
-    figure, axes = plt.subplots(count, 2, figsize=(11, 3.6 * count * max(0.45, vmap.frame.shape[0] / vmap.frame.shape[1])
-                                                   + 0.8), squeeze=False, layout="constrained")
+    aspect = max(0.45, vmap.frame.shape[0] / vmap.frame.shape[1])
+    figure, axes = plt.subplots(count, 2, figsize=(11, 3.6 * count * aspect + 0.8), squeeze=False, layout="constrained")
     frame_extent = _extent(vmap.frame.shape, 1.0)
     amplitude, phase = vmap.amplitude_px, vmap.phase_rad
     for row in range(count):
