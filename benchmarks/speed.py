@@ -11,9 +11,14 @@ goals) it measures, in frames per second:
 * ``ffv1``: ``visualmic.recover`` end to end from that FFV1 file;
 * ``pyrtools_2014``: a plain implementation of the 2014 method on
   ``pyrtools.SteerablePyramidFreq`` (measured on fewer frames: it is slow);
+* ``npy_3x4``: the same with 3 scales x 4 orientations;
+* ``npy_1_thread``: one thread (one core) instead of all;
+* ``dask_2_workers``: a local Dask cluster of 2 single-threaded worker processes
+  (started once, outside the timing), each reading its own frame ranges;
+* ``rolling``: rolling-shutter recovery of the same frames (every row a sample);
 
 and the ratios that the goals are stated in (each time the best of 3 runs).
-Then the peak memory of fresh processes recovering 1,000 and 10,000 frames of
+Then the peak memory of fresh processes recovering 1,000 and 20,000 frames of
 256² from memory-mapped files: it must not grow with the video's length. The machine is shared and noisy:
 only the ratios within one run mean much.
 
@@ -143,6 +148,9 @@ def main() -> None:
     sizes = [(128, 1200), (256, 300)] if args.quick else [(128, 6000), (512, 1200), (704, 800)]
     repeats = 1 if args.quick else 3
     rows = []
+    import distributed
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     with tempfile.TemporaryDirectory() as tmp:
         for size, count in sizes:
             frames = make_frames(size, count)
@@ -158,6 +166,11 @@ def main() -> None:
             ffv1_s = best_of(lambda: visualmic.recover(mkv, **options), repeats)
             ref_count = max(10, min(count, int(200 * (128 / size) ** 2)))
             ref_s = best_of(lambda: pyrtools_2014(frames[:ref_count]), 1) * count / ref_count
+            many_s = best_of(lambda: visualmic.recover(npy, fps=2200, scales=3, orientations=4), repeats)
+            single_s = best_of(lambda: visualmic.recover(npy, **options, threads=1), repeats)
+            dask_s = best_of(lambda: visualmic.recover(npy, **options, scheduler=cluster.scheduler_address), repeats)
+            line_delay = 0.8 / (size * 2200)  # readout: 80 % of the frame period
+            rolling_s = best_of(lambda: visualmic.api.recover_rolling(npy, fps=2200, line_delay_s=line_delay), repeats)
             row = {
                 "size": size,
                 "frames": count,
@@ -167,23 +180,30 @@ def main() -> None:
                     "decode": count / decode_s,
                     "ffv1": count / ffv1_s,
                     "pyrtools_2014": count / ref_s,
+                    "npy_3x4": count / many_s,
+                    "npy_1_thread": count / single_s,
+                    "dask_2_workers": count / dask_s,
+                    "rolling": count / rolling_s,
                 },
                 "ratios": {
                     "npy_over_floor_time": npy_s / floor_s,
                     "ffv1_over_decode_time": ffv1_s / decode_s,
                     "speedup_over_pyrtools_2014": ref_s / npy_s,
+                    "all_cores_speedup": single_s / npy_s,
                 },
             }
             rows.append(row)
             f, r = row["fps"], row["ratios"]
             print(
                 f"{size:4d}²  floor {f['fft_floor']:8.0f}  npy {f['npy']:8.0f}  decode {f['decode']:8.0f}  "
-                f"ffv1 {f['ffv1']:8.0f}  2014/pyrtools {f['pyrtools_2014']:7.1f} fr/s | "
+                f"ffv1 {f['ffv1']:8.0f}  2014/pyrtools {f['pyrtools_2014']:7.1f}  3x4 {f['npy_3x4']:7.0f}  "
+                f"1 thread {f['npy_1_thread']:7.0f}  dask 2 {f['dask_2_workers']:7.0f}  rolling {f['rolling']:7.0f} fr/s | "
                 f"npy/floor {r['npy_over_floor_time']:.2f}x  ffv1/decode {r['ffv1_over_decode_time']:.2f}x  "
                 f"vs 2014 {r['speedup_over_pyrtools_2014']:.0f}x faster",
                 flush=True,
             )
-        memory = memory_by_length(Path(tmp), 128 if args.quick else 256, [500, 2000] if args.quick else [1000, 10000])
+        memory = memory_by_length(Path(tmp), 128 if args.quick else 256, [500, 2000] if args.quick else [1000, 20000])
+    cluster.close()
     for row in memory:
         print(f"peak memory, {row['size']}², {row['frames']:6d} frames: {row['peak_rss_mb']:.0f} MB")
     growth = memory[-1]["peak_rss_mb"] / memory[0]["peak_rss_mb"] - 1
@@ -199,7 +219,7 @@ def main() -> None:
             "scipy": scipy.__version__,
             "av": av.__version__,
         },
-        "config": "1 scale x 2 orientations, 8-bit frames, 2200 fps",
+        "config": "1 scale x 2 orientations (npy_3x4: 3 x 4), 8-bit frames, 2200 fps",
         "peak_rss_mb": peak_rss_mb(),
         "rows": rows,
         "memory_by_length": memory,

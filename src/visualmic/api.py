@@ -400,9 +400,10 @@ def _on_cluster(client: Any, src: FrameSource, opts: RecoverOptions, roi: tuple[
         raise InputError(f"{path}: the frame count is unknown, so the frames cannot be split between workers")
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     span = max(chunk, -(-(total - start) // (4 * workers)))  # about four tasks per worker
-    bands = pyramid.bands
+    # The pyramid and the references go to every worker once, not inside every task.
+    bands, measure_on_worker = client.scatter([pyramid.bands, measure], broadcast=True)
     tasks = [(a, client.submit(measure_range, path, roi=roi, downsample=opts.downsample, chunk_frames=chunk,
-                               start=a, stop=b, bands=bands, measure=measure, pure=False))
+                               start=a, stop=b, bands=bands, measure=measure_on_worker, pure=False))
              for a, b in frame_ranges(start, total, span)]
     for first, task in tasks:
         measured = task.result()
