@@ -22,7 +22,7 @@ from .audio import default_highpass_hz, highpass, lowpass, mmse_lsa, normalize_p
 from .cache import ChunkCache, cache_key
 from .cluster import dask_client, frame_ranges, measure_range
 from .combine import combine_bands, davis2014_combine, joint_displacement, project_band_motion
-from .config import MIN_FRAMES, RecoverOptions
+from .config import MIN_FRAMES, RecoverOptions, check_fps
 from .engine import default_chunk_frames, map_ordered, stream_frames
 from .errors import InputError
 from .frames import check_roi, prepared_shape
@@ -1043,8 +1043,7 @@ def recover_rolling(
     (440, 0.72)
     """
     started = time.perf_counter()
-    if fps is not None and not (np.isfinite(fps) and fps > 0):
-        raise InputError(f"frame rate must be a positive number of frames per second, got {fps!r}")
+    check_fps(fps)
     src = open_source(source)
     try:
         meta = src.meta
@@ -1144,8 +1143,7 @@ def calibrate_line_delay(
     """
     if not (np.isfinite(flicker_hz) and flicker_hz > 0):
         raise InputError(f"the flicker frequency must be positive, got {flicker_hz:g} Hz")
-    if fps is not None and not (np.isfinite(fps) and fps > 0):
-        raise InputError(f"frame rate must be a positive number of frames per second, got {fps!r}")
+    check_fps(fps)
     src = open_source(source)
     try:
         meta = src.meta

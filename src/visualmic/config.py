@@ -8,7 +8,22 @@ from dataclasses import asdict, dataclass, fields
 from .errors import InputError
 from .sources.base import Roi
 
-__all__ = ["RecoverOptions", "METHODS", "DENOISERS", "STANDARD_RATE_HZ", "MIN_FRAMES"]
+__all__ = ["RecoverOptions", "check_fps", "METHODS", "DENOISERS", "STANDARD_RATE_HZ", "MIN_FRAMES"]
+
+def check_fps(fps: object) -> None:
+    """Raise InputError unless ``fps`` is None (unknown) or a positive, finite number.
+
+    Examples
+    --------
+    >>> check_fps(2200.0)
+    >>> check_fps(float("nan"))
+    Traceback (most recent call last):
+    ...
+    visualmic.errors.InputError: frame rate must be a positive number of frames per second, got nan
+    """
+    if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"frame rate must be a positive number of frames per second, got {fps!r}")
+
 
 METHODS = ("phase", "davis2014")
 DENOISERS = ("none", "spectral", "mmse")
@@ -80,8 +95,7 @@ class RecoverOptions:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.fps is not None and not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
-            raise InputError(f"frame rate must be a positive number of frames per second, got {self.fps!r}")
+        check_fps(self.fps)
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.denoise not in DENOISERS:
