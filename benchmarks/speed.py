@@ -6,7 +6,9 @@ goals) it measures, in frames per second:
 * ``fft_floor``: one ``rfft2`` of the frame plus one inverse FFT per band at the
   band's cropped size (``scipy.fft``, all cores): no implementation of the
   method can avoid this work;
-* ``npy``: ``visualmic.recover`` end to end from a memory-mapped ``.npy``;
+* ``npy``: ``visualmic.recover`` end to end from a memory-mapped ``.npy``
+  (numba's fused kernel when installed, as by default);
+* ``npy_numpy_kernel``: the same with the numpy per-pixel path (``VISUALMIC_NUMBA=0``);
 * ``decode``: PyAV alone decoding the same frames from a lossless FFV1 file;
 * ``ffv1``: ``visualmic.recover`` end to end from that FFV1 file;
 * ``pyrtools_2014``: a plain implementation of the 2014 method on
@@ -16,8 +18,14 @@ goals) it measures, in frames per second:
 * ``dask_2_workers``: a local Dask cluster of 2 single-threaded worker processes
   (started once, outside the timing), each reading its own frame ranges;
 * ``rolling``: rolling-shutter recovery of the same frames (every row a sample);
+* ``torch_cpu``: the GPU backend's code run on the CPU (``device="torch:cpu"``),
+  and ``cuda`` on a CUDA GPU when torch sees one;
 
 and the ratios that the goals are stated in (each time the best of 3 runs).
+``ffv1_cpu_bound`` is the least ``ffv1 / decode`` time any program could reach
+here: PyAV's decoding already keeps every core busy (FFV1 slice threads), so the
+CPU seconds of decoding and of recovering from ``.npy`` must share the cores:
+``(decode_cpu + npy_cpu) / cores / decode_wall``.
 Then the peak memory of fresh processes recovering 1,000 and 20,000 frames of
 256² from memory-mapped files: it must not grow with the video's length. The machine is shared and noisy:
 only the ratios within one run mean much.
@@ -31,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -62,6 +71,34 @@ def best_of(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def cpu_seconds(fn) -> float:
+    """CPU time (all threads of this process) of one call."""
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def with_numpy_kernel(fn):
+    """Run ``fn`` with the numba kernel switched off (``VISUALMIC_NUMBA=0``)."""
+    os.environ["VISUALMIC_NUMBA"] = "0"
+    try:
+        return fn()
+    finally:
+        del os.environ["VISUALMIC_NUMBA"]
+
+
+def torch_devices() -> dict[str, str]:
+    """The torch devices to measure: the CPU always (when torch is installed), CUDA when present."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    devices = {"torch_cpu": "torch:cpu"}
+    if torch.cuda.is_available():
+        devices["cuda"] = "cuda"
+    return devices
 
 
 def make_frames(size: int, count: int) -> np.ndarray:
@@ -110,6 +147,21 @@ def pyrtools_2014(frames: np.ndarray) -> np.ndarray:
             dphi = np.angle(coeffs * np.conj(ref.pyr_coeffs[(0, b)]))
             out[t, b] = np.sum(amp**2 * dphi) / np.sum(amp)
     return out
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_name() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def peak_rss_mb() -> float:
@@ -162,21 +214,27 @@ def main() -> None:
             options = dict(fps=2200, scales=1, orientations=2)
             floor_s = best_of(lambda: fft_floor(frames, chunk), repeats)
             npy_s = best_of(lambda: visualmic.recover(npy, **options), repeats)
+            numpy_kernel_s = with_numpy_kernel(lambda: best_of(lambda: visualmic.recover(npy, **options), repeats))
             decode_s = best_of(lambda: decode_only(mkv), repeats)
             ffv1_s = best_of(lambda: visualmic.recover(mkv, **options), repeats)
-            ref_count = max(10, min(count, int(200 * (128 / size) ** 2)))
+            cpu_bound = (cpu_seconds(lambda: decode_only(mkv)) + cpu_seconds(lambda: visualmic.recover(npy, **options))
+                         ) / os.cpu_count() / decode_s
+            ref_count = max(24, min(count, int(400 * (128 / size) ** 2)))
             ref_s = best_of(lambda: pyrtools_2014(frames[:ref_count]), 1) * count / ref_count
             many_s = best_of(lambda: visualmic.recover(npy, fps=2200, scales=3, orientations=4), repeats)
             single_s = best_of(lambda: visualmic.recover(npy, **options, threads=1), repeats)
             dask_s = best_of(lambda: visualmic.recover(npy, **options, scheduler=cluster.scheduler_address), repeats)
             line_delay = 0.8 / (size * 2200)  # readout: 80 % of the frame period
             rolling_s = best_of(lambda: visualmic.api.recover_rolling(npy, fps=2200, line_delay_s=line_delay), repeats)
+            on_devices = {name: count / best_of(lambda: visualmic.recover(npy, **options, device=device), repeats)
+                          for name, device in torch_devices().items()}
             row = {
                 "size": size,
                 "frames": count,
                 "fps": {
                     "fft_floor": count / floor_s,
                     "npy": count / npy_s,
+                    "npy_numpy_kernel": count / numpy_kernel_s,
                     "decode": count / decode_s,
                     "ffv1": count / ffv1_s,
                     "pyrtools_2014": count / ref_s,
@@ -184,10 +242,13 @@ def main() -> None:
                     "npy_1_thread": count / single_s,
                     "dask_2_workers": count / dask_s,
                     "rolling": count / rolling_s,
+                    **on_devices,
                 },
                 "ratios": {
                     "npy_over_floor_time": npy_s / floor_s,
                     "ffv1_over_decode_time": ffv1_s / decode_s,
+                    "ffv1_cpu_bound": cpu_bound,
+                    "fused_kernel_speedup": numpy_kernel_s / npy_s,
                     "speedup_over_pyrtools_2014": ref_s / npy_s,
                     "all_cores_speedup": single_s / npy_s,
                 },
@@ -197,9 +258,11 @@ def main() -> None:
             print(
                 f"{size:4d}²  floor {f['fft_floor']:8.0f}  npy {f['npy']:8.0f}  decode {f['decode']:8.0f}  "
                 f"ffv1 {f['ffv1']:8.0f}  2014/pyrtools {f['pyrtools_2014']:7.1f}  3x4 {f['npy_3x4']:7.0f}  "
-                f"1 thread {f['npy_1_thread']:7.0f}  dask 2 {f['dask_2_workers']:7.0f}  rolling {f['rolling']:7.0f} fr/s | "
-                f"npy/floor {r['npy_over_floor_time']:.2f}x  ffv1/decode {r['ffv1_over_decode_time']:.2f}x  "
-                f"vs 2014 {r['speedup_over_pyrtools_2014']:.0f}x faster",
+                f"1 thread {f['npy_1_thread']:7.0f}  dask 2 {f['dask_2_workers']:7.0f}  rolling {f['rolling']:7.0f}  "
+                f"numpy kernel {f['npy_numpy_kernel']:7.0f}  "
+                + "".join(f"{name} {f[name]:7.0f}  " for name in on_devices) + "fr/s | "
+                f"npy/floor {r['npy_over_floor_time']:.2f}x  ffv1/decode {r['ffv1_over_decode_time']:.2f}x "
+                f"(least possible {r['ffv1_cpu_bound']:.2f}x)  vs 2014 {r['speedup_over_pyrtools_2014']:.1f}x faster",
                 flush=True,
             )
         memory = memory_by_length(Path(tmp), 128 if args.quick else 256, [500, 2000] if args.quick else [1000, 20000])
@@ -218,6 +281,9 @@ def main() -> None:
             "numpy": np.__version__,
             "scipy": scipy.__version__,
             "av": av.__version__,
+            "numba": package_version("numba"),
+            "torch": package_version("torch"),
+            "gpu": gpu_name(),
         },
         "config": "1 scale x 2 orientations (npy_3x4: 3 x 4), 8-bit frames, 2200 fps",
         "peak_rss_mb": peak_rss_mb(),

@@ -68,6 +68,7 @@ def test_synth_then_recover_from_video(tmp_path):
         ("clip", ["--fps", "2200", "--roi", "1,2,3"], "four integers"),
         ("clip", [], "no frame rate"),
         ("few", ["--fps", "2200"], "at least"),
+        ("clip", ["--fps", "2200", "--device", "tpu"], "unknown device"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, clip, make, args, message):

@@ -44,6 +44,7 @@ from .rolling import (
     remove_row_offsets,
     usable_band_hz,
 )
+from .gpu import TorchPhaseSums, device_description, resolve_device
 from .texture import motion_noise_floor_px, suggest_roi, temporal_noise, texture_energy
 from .vibration import CellMotion, RunningDFT, dominant_phasors, spectrum_peaks
 from .sources import FrameSource, Meta, open_source
@@ -83,6 +84,8 @@ class Recovery:
     noise_floor_px : float
         Estimated noise of ``displacement_px`` per frame (pixels, white over
         0 to fps/2), measured from the bands' disagreement; NaN for ``"davis2014"``.
+    device : str
+        Where the frames were measured (see :mod:`visualmic.gpu`).
     """
 
     audio: np.ndarray
@@ -107,6 +110,7 @@ class Recovery:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     kept_tones_hz: list[float] = field(default_factory=list)
+    device: str = "cpu (numpy/scipy)"
 
     @property
     def region_weights(self) -> np.ndarray:
@@ -167,6 +171,7 @@ class Recovery:
             "estimated_snr_db": None if not np.isfinite(self.estimated_snr_db) else self.estimated_snr_db,
             "wall_s": self.wall_s,
             "frames_per_s": self.frames / self.wall_s if self.wall_s > 0 else None,
+            "device": self.device,
             "bands": [
                 dict(band, weight=float(w), lag_frames=int(lag), noise_px=None if not np.isfinite(n) else float(n))
                 for band, w, lag, n in zip(self.bands, self.band_weights, self.band_lags, self.band_noise_px)
@@ -318,33 +323,37 @@ def _chunk_cache(cache_dir: str | Path, source: object, opts: RecoverOptions, me
     stat = path.stat()
     measuring = {k: v for k, v in opts.to_dict().items()
                  if k in ("fps", "roi", "downsample", "scales", "orientations", "method", "reference_frames",
-                          "regions", "border_px", "chunk_frames")}
+                          "regions", "border_px", "chunk_frames", "device")}
     key = cache_key(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns, frames=meta.frame_count,
                     version=__version__, **measuring)
     return ChunkCache(cache_dir, key)
 
 
 Measure = Callable[[list[np.ndarray]], np.ndarray]
+MeasureFrames = Callable[[np.ndarray], np.ndarray]
 
 
 def _stream_measurements(
     src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
-    prepare: Callable[[SteerablePyramid, list[np.ndarray]], tuple[S, Measure]], cache: ChunkCache | None = None,
-    client: Any = None,
+    prepare: Callable[[SteerablePyramid, list[np.ndarray]], tuple[S, Measure, MeasureFrames | None]],
+    cache: ChunkCache | None = None, client: Any = None, device: str | None = None,
 ) -> tuple[SteerablePyramid, S, Iterator[tuple[int, np.ndarray]]]:
     """Stream every frame through the pyramid and a measurement of its bands.
 
     The reference is the mean of the first ``opts.reference_frames`` frames'
     bands (the 2014 recipe: frame 0 alone); ``prepare(pyramid, reference_bands)``
-    returns what the caller keeps of it and the function measuring a chunk's
-    bands. Returns the pyramid, that state, and ``(first_frame, measurement)``
+    returns what the caller keeps of it, the function measuring a chunk's
+    bands, and optionally one measuring a chunk of frames on its own (the GPU
+    backend: frames go to the device whole; None: the pyramid's bands, then
+    the first). Returns the pyramid, that state, and ``(first_frame, measurement)``
     of every chunk in order, computed lazily on all threads. With a ``cache``,
     chunks measured by an earlier, interrupted run are reused and the frames
     after them only are read; every new chunk is saved as soon as it is known.
     With a Dask ``client``, the frames after the reference are measured by the
     cluster's workers, each reading its own range of the file.
     """
-    chunk = opts.chunk_frames or default_chunk_frames(shape)
+    # A device (see visualmic.gpu) takes large chunks; the CPU's are sized for the processor's cache.
+    chunk = opts.chunk_frames or default_chunk_frames(shape, target_bytes=64e6 if device else 1e6)
 
     def frames(start: int, stop: int | None, label: str):
         return stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, start=start, stop=stop,
@@ -365,7 +374,9 @@ def _stream_measurements(
     pieces = (first_frames[i : i + chunk] for i in range(0, first_frames.shape[0], chunk))
     per_piece = list(map_ordered(pyramid.bands, pieces, threads=threads))
     first_bands = [np.concatenate([piece[b] for piece in per_piece]) for b in range(len(pyramid.bands_info))]
-    state, measure = prepare(pyramid, reference_bands(first_bands))
+    state, measure, measure_frames = prepare(pyramid, reference_bands(first_bands))
+    if measure_frames is None:
+        measure_frames = lambda chunk_frames: measure(pyramid.bands(chunk_frames))  # noqa: E731
 
     def measurements() -> Iterator[tuple[int, np.ndarray]]:
         done = cache.resume() if cache is not None else []
@@ -379,8 +390,8 @@ def _stream_measurements(
             measured_ranges = _on_cluster(client, src, opts, roi, chunk, position, pyramid, measure)
         else:
             rest = frames(position, None, "recovering")
-            measured_ranges = map_ordered(lambda item: (item[0], measure(pyramid.bands(item[1]))), rest,
-                                          threads=threads)
+            measured_ranges = map_ordered(lambda item: (item[0], measure_frames(item[1])), rest,
+                                          threads=1 if device else threads)
         for first, measured in measured_ranges:
             if cache is not None:
                 cache.save(first, measured)
@@ -413,19 +424,22 @@ def _on_cluster(client: Any, src: FrameSource, opts: RecoverOptions, roi: tuple[
 
 def _measure(
     src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
-    cache: ChunkCache | None = None, client: Any = None,
+    cache: ChunkCache | None = None, client: Any = None, device: str | None = None,
 ) -> tuple[SteerablePyramid, list[BandReference] | None, np.ndarray]:
     """The pyramid, the prepared references (None for the 2014 recipe) and the per-frame
     measurements: ``(frames, channels, 2)`` normal-equation sums (channels: band x region),
-    or ``(frames, bands)`` 2014 band signals."""
+    or ``(frames, bands)`` 2014 band signals. ``device``: a torch device for the phase
+    method's chunks (see :mod:`visualmic.gpu`), None for numpy."""
 
     def prepare(pyramid: SteerablePyramid, references: list[np.ndarray]):
         if opts.method == "davis2014":
-            return None, lambda bands: davis2014_band_signals(bands, references)
+            return None, lambda bands: davis2014_band_signals(bands, references), None
         prepared = prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.region_grid)
-        return prepared, lambda bands: phase_gradient_sums(bands, prepared)
+        on_device = TorchPhaseSums(pyramid, prepared, device) if device else None
+        return prepared, lambda bands: phase_gradient_sums(bands, prepared), on_device
 
-    pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client)
+    pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
+                                                     device)
     return pyramid, prepared, np.concatenate([measured for _, measured in chunks])
 
 
@@ -471,7 +485,13 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     if highpass_hz >= fps / 2:
         raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
 
-    pyramid, prepared, measured = _measure(src, opts, roi, shape, progress, cache, client)
+    device = resolve_device(opts.device)
+    if device is not None and (client is not None or opts.method != "phase"):
+        if opts.device != "auto":
+            notes.append(f"--device {opts.device} is not used " + ("by cluster workers (they measure on their CPUs)"
+                         if client is not None else f"by --method {opts.method}"))
+        device = None
+    pyramid, prepared, measured = _measure(src, opts, roi, shape, progress, cache, client, device)
     count = measured.shape[0]
     if count < MIN_FRAMES:
         raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
@@ -521,6 +541,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         notes=notes + denoise_notes + rate_notes,
         warnings=warnings,
         kept_tones_hz=kept,
+        device=device_description(device),
     )
 
 
@@ -683,7 +704,7 @@ def vibration_map(
 
         def prepare(pyramid: SteerablePyramid, references: list[np.ndarray]):
             cells = CellMotion(pyramid, references, cell_px=cell_px)
-            return cells, cells.displacement
+            return cells, cells.displacement, None
 
         _, cells, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare)
         dft = RunningDFT(frequencies, fps=fps, shape=(*cells.grid, 2))

@@ -19,7 +19,7 @@ import soundfile
 
 from . import __version__
 from .api import calibrate_line_delay, inspect, measure_motion, recover, recover_rolling, vibration_map
-from .config import DENOISERS, METHODS, STANDARD_RATE_HZ, RecoverOptions
+from .config import DENOISERS, DEVICES_HELP, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .engine import peak_memory_mb
 from .errors import InputError
 from .outputs import VIDEO_CODECS, atomic_path, container_format, write_bytes, write_json, write_npy, write_video, write_wav
@@ -184,6 +184,8 @@ def main() -> None:
               help="Keep per-chunk results in this folder: an interrupted run continues where it stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--threads", type=int, default=None, help="Threads processing chunks [default: all cores].")
+@click.option("--device", default=RecoverOptions.device, show_default=True, metavar="DEVICE",
+              help=f"Where frames are measured: {DEVICES_HELP}.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes (warnings still show).")
 @_friendly
 def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
@@ -192,7 +194,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
                     rolling_shutter: bool, line_delay_s: float | None, line_rate_hz: float | None,
                     exposure_s: float, row_order: str, frame_offsets: bool, report: Path | None,
                     reference: Path | None, scheduler: str | None, workers: int | None, cache_dir: Path | None,
-                    threads: int | None, as_json: bool, quiet: bool) -> None:
+                    threads: int | None, device: str, as_json: bool, quiet: bool) -> None:
     """Recover the sound in VIDEO and write it to a WAV file.
 
     VIDEO is any video FFmpeg decodes, a Photron .cih/.cihx/.mraw or Phantom
@@ -242,6 +244,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         regions=regions,
         border_px=border_px,
         threads=threads,
+        device=device,
     )
     result = recover(video, options=options, progress=not quiet, cache_dir=cache_dir, scheduler=scheduler,
                      workers=workers)

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from .errors import InputError
 from .sources.base import Roi
 
-__all__ = ["RecoverOptions", "check_fps", "METHODS", "DENOISERS", "STANDARD_RATE_HZ", "MIN_FRAMES"]
+__all__ = ["RecoverOptions", "check_fps", "check_device", "DEVICES_HELP", "METHODS", "DENOISERS",
+           "STANDARD_RATE_HZ", "MIN_FRAMES"]
 
 def check_fps(fps: object) -> None:
     """Raise InputError unless ``fps`` is None (unknown) or a positive, finite number.
@@ -23,6 +24,26 @@ def check_fps(fps: object) -> None:
     """
     if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
         raise InputError(f"frame rate must be a positive number of frames per second, got {fps!r}")
+
+
+DEVICES_HELP = "auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N, or torch:cpu"
+
+
+def check_device(name: object) -> None:
+    """Raise InputError unless ``name`` names a device :mod:`visualmic.gpu` knows (present or not).
+
+    Examples
+    --------
+    >>> check_device("cuda:1")
+    >>> check_device("tpu")
+    Traceback (most recent call last):
+    ...
+    visualmic.errors.InputError: unknown device 'tpu': use auto (a CUDA GPU when torch sees one, else the CPU), \
+cpu, cuda, cuda:N, or torch:cpu
+    """
+    if not (isinstance(name, str) and (name in ("auto", "cpu", "cuda", "torch:cpu")
+                                       or (name.startswith("cuda:") and name[5:].isdigit()))):
+        raise InputError(f"unknown device {name!r}: use {DEVICES_HELP}")
 
 
 METHODS = ("phase", "davis2014")
@@ -76,6 +97,10 @@ class RecoverOptions:
         Frames per chunk; None sizes chunks to about 1 MB of frames (cache-sized).
     threads : int or None
         Threads that process chunks in parallel (None: all cores).
+    device : str
+        Where frames are measured: ``"auto"`` (a CUDA GPU when torch sees one,
+        else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"torch:cpu"``
+        (the GPU code on the CPU, for testing). See :mod:`visualmic.gpu`.
     """
 
     fps: float | None = None
@@ -93,9 +118,11 @@ class RecoverOptions:
     border_px: float = 0.0
     chunk_frames: int | None = None
     threads: int | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         check_fps(self.fps)
+        check_device(self.device)
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.denoise not in DENOISERS:

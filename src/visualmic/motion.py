@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kernels import fused_available, fused_phase_sums, region_segments
 from .pyramid import Band, SteerablePyramid
 
 __all__ = [
@@ -56,6 +57,8 @@ class BandReference:
         ``(2 R,)``: the constant that makes the amplitude term zero for the reference itself.
     fisher : ndarray
         ``(R, 2, 2)`` normal matrix of each region (information per unit noise).
+    labels : ndarray
+        ``(P,)`` region of every coefficient.
     """
 
     conj_ref: np.ndarray
@@ -63,6 +66,7 @@ class BandReference:
     amplitude_weights: np.ndarray
     offset: np.ndarray
     fisher: np.ndarray
+    labels: np.ndarray
 
     @property
     def regions(self) -> int:
@@ -77,8 +81,24 @@ class BandReference:
         pixels, channels = self.amplitude_weights.shape[1], self.amplitude_weights.shape[0]
         out = np.zeros((2 * pixels, channels + 2), dtype=np.float32)
         out[0::2, :channels] = self.amplitude_weights.T
-        out[0::2, channels] = 1.0 / max(float(np.sum(np.abs(self.conj_ref) ** 2)), 1e-30)
+        out[0::2, channels] = self._inverse_power
         return out
+
+    @functools.cached_property
+    def _inverse_power(self) -> float:
+        """``1 / sum A**2``: turns ``sum Re(q)`` into the frame's brightness gain."""
+        return 1.0 / max(float(np.sum(np.abs(self.conj_ref) ** 2)), 1e-30)
+
+    @functools.cached_property
+    def _fused_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What :func:`visualmic.kernels.fused_phase_sums` reads: the reference's real and
+        imaginary parts, the four weights of every coefficient (its region's rows), its segments."""
+        rows = np.arange(self.labels.size)
+        pick = 2 * self.labels
+        weights = np.stack([self.phase_weights[pick, rows], self.phase_weights[pick + 1, rows],
+                            self.amplitude_weights[pick, rows], self.amplitude_weights[pick + 1, rows]])
+        parts = np.stack([self.conj_ref.real, self.conj_ref.imag])
+        return parts.astype(np.float32), weights.astype(np.float32), region_segments(self.labels)
 
 
 def region_labels(shape: tuple[int, int], spacing_px: tuple[float, float], frame_shape: tuple[int, int],
@@ -177,6 +197,7 @@ def prepare_references(
                 amplitude_weights=amp_w.astype(np.float32),
                 offset=offset,
                 fisher=fisher,
+                labels=labels,
             )
         )
     return out
@@ -207,20 +228,31 @@ def phase_gradient_sums(bands: list[np.ndarray], references: list[BandReference]
     >>> phase_gradient_sums(b, prepare_references(pyr, reference_bands(b))).shape
     (3, 2, 2)
     """
-    n = bands[0].shape[0]
-    per_band = []
-    for band, ref in zip(bands, references):
-        q = band.reshape(n, -1) * ref.conj_ref
-        dphi = np.angle(q)
-        # Re(q) read through the interleaved float view: no strided copy. The amplitude term
-        # is made blind to the frame's brightness (flicker): under a gain g, Re(q) = g A^2, so
-        # g times the offset is what the reference itself would give.
-        amplitude = q.view(np.float32) @ ref._amplitude_interleaved
-        channels = ref.amplitude_weights.shape[0]
-        gain = amplitude[:, channels : channels + 1]
-        sums = dphi @ ref.phase_weights.T + amplitude[:, :channels] - gain * ref.offset
-        per_band.append(sums.reshape(n, ref.regions, 2))
+    sums_of_band = _band_sums_fused if fused_available() else _band_sums_numpy
+    per_band = [sums_of_band(band.reshape(band.shape[0], -1), ref) for band, ref in zip(bands, references)]
     return np.concatenate(per_band, axis=1).astype(np.float64)
+
+
+def _band_sums_numpy(band: np.ndarray, ref: BandReference) -> np.ndarray:
+    """``(n, R, 2)`` normal-equation sums of one band's flattened coefficients, with numpy."""
+    q = band * ref.conj_ref
+    dphi = np.angle(q)
+    # Re(q) read through the interleaved float view: no strided copy. The amplitude term
+    # is made blind to the frame's brightness (flicker): under a gain g, Re(q) = g A^2, so
+    # g times the offset is what the reference itself would give.
+    amplitude = q.view(np.float32) @ ref._amplitude_interleaved
+    channels = ref.amplitude_weights.shape[0]
+    gain = amplitude[:, channels : channels + 1]
+    sums = dphi @ ref.phase_weights.T + amplitude[:, :channels] - gain * ref.offset
+    return sums.reshape(band.shape[0], ref.regions, 2)
+
+
+def _band_sums_fused(band: np.ndarray, ref: BandReference) -> np.ndarray:
+    """The same sums as :func:`_band_sums_numpy`, in one compiled pass (see :mod:`visualmic.kernels`)."""
+    parts, weights, segments = ref._fused_inputs
+    raw = fused_phase_sums(band, parts, weights, segments, ref.regions)
+    gain = raw[:, :, 4].sum(axis=1)[:, None, None] * ref._inverse_power  # over the whole band
+    return raw[:, :, 0:2] + raw[:, :, 2:4] - gain * ref.offset.reshape(ref.regions, 2)
 
 
 def band_noise_covariance(

@@ -1,0 +1,134 @@
+"""The fused (numba) kernel and the torch backend compute what the numpy path computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import visualmic
+from visualmic import kernels, motion
+from visualmic.errors import InputError
+from visualmic.metrics import snr_db
+from visualmic.pyramid import SteerablePyramid
+
+numba_missing = pytest.mark.skipif(kernels.numba is None, reason="numba is not installed (pip install numba)")
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+torch = _torch()
+torch_missing = pytest.mark.skipif(torch is None, reason="torch is not installed (pip install torch)")
+no_cuda = pytest.mark.skipif(torch is None or not torch.cuda.is_available(), reason="no CUDA GPU with torch here")
+
+
+def _scene(size, grid, scales, periodic, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = (rng.random((12, *size)) * 200).astype(np.float32)
+    pyramid = SteerablePyramid(size, scales=scales, orientations=2, workers=1, periodic=periodic)
+    refs = motion.prepare_references(pyramid, motion.reference_bands(pyramid.bands(frames[:8])), grid=grid,
+                                     border_px=3.0)
+    return pyramid, refs, frames[8:]
+
+
+CASES = [((96, 96), 1, 2, False), ((128, 128), 4, 3, True), ((80, 100), 2, 2, True)]
+
+
+@numba_missing
+@pytest.mark.parametrize("size, grid, scales, periodic", CASES)
+def test_fused_sums_equal_numpy_sums(size, grid, scales, periodic):
+    pyramid, refs, frames = _scene(size, grid, scales, periodic)
+    bands = pyramid.bands(frames)
+    for band, ref in zip(bands, refs):
+        flat = band.reshape(band.shape[0], -1)
+        expected = motion._band_sums_numpy(flat, ref)
+        fused = motion._band_sums_fused(flat, ref)
+        assert fused.shape == expected.shape == (frames.shape[0], grid * grid, 2)
+        np.testing.assert_allclose(fused, expected, rtol=0, atol=2e-6 * np.abs(expected).max())
+
+
+@numba_missing
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 400), st.integers(0, 2**31))
+def test_fused_angle_is_accurate_everywhere(count, seed):
+    """Every octant and both axes: the sums of the angle equal numpy's to float32 precision."""
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(count) + 1j * rng.standard_normal(count)
+    values[: count // 4] = rng.choice([1, -1, 1j, -1j], size=count // 4)  # exactly on the axes
+    band = (values * 10.0 ** rng.uniform(-3, 3, count)).astype(np.complex64)[None]
+    ref = np.stack([np.ones(count), np.zeros(count)]).astype(np.float32)
+    weights = np.ones((4, count), np.float32)
+    # One region per coefficient: the sums are the angle and real part of each.
+    out = kernels.fused_phase_sums(band, ref, weights, kernels.region_segments(np.arange(count)), count)
+    np.testing.assert_allclose(out[0, :, 0], np.angle(band[0].astype(np.complex128)), rtol=0, atol=5e-7)
+    np.testing.assert_allclose(out[0, :, 4], band[0].real, rtol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=300), st.integers(1, 50))
+def test_region_segments_cover_every_coefficient_once(labels, longest):
+    labels = np.array(labels)
+    segments = kernels.region_segments(labels, longest=longest)
+    covered = np.concatenate([np.arange(a, b) for a, b, _ in segments])
+    np.testing.assert_array_equal(covered, np.arange(labels.size))
+    assert np.all(segments[:, 1] - segments[:, 0] <= longest)
+    for a, b, region in segments:
+        assert np.all(labels[a:b] == region)
+
+
+@torch_missing
+@pytest.mark.parametrize("size, grid, scales, periodic", CASES)
+def test_torch_backend_on_cpu_tensors_equals_numpy(size, grid, scales, periodic):
+    from visualmic.gpu import TorchPhaseSums
+
+    pyramid, refs, frames = _scene(size, grid, scales, periodic)
+    expected = motion.phase_gradient_sums(pyramid.bands(frames), refs)
+    on_torch = TorchPhaseSums(pyramid, refs, "cpu")(frames)
+    np.testing.assert_allclose(on_torch, expected, rtol=0, atol=2e-6 * np.abs(expected).max())
+
+
+def _recover_both(frames, fps, device, **options):
+    numpy_path = visualmic.recover(frames, fps=fps, device="cpu", **options)
+    other = visualmic.recover(frames, fps=fps, device=device, **options)
+    return numpy_path, other
+
+
+@torch_missing
+def test_recover_with_torch_cpu_gives_the_same_audio(melody_scene, melody_frames):
+    numpy_path, on_torch = _recover_both(melody_frames, melody_scene.fps, "torch:cpu")
+    assert on_torch.device.startswith("cpu (torch")
+    assert np.corrcoef(numpy_path.displacement_px, on_torch.displacement_px)[0, 1] > 0.99999
+    truth = melody_scene.displacement_px
+    a = snr_db(numpy_path.displacement_px, truth, fps=melody_scene.fps, band_hz=(80, 1000), trim=100)
+    b = snr_db(on_torch.displacement_px, truth, fps=melody_scene.fps, band_hz=(80, 1000), trim=100)
+    assert abs(a - b) < 0.01
+
+
+@pytest.mark.gpu
+@no_cuda
+def test_recover_on_cuda_equals_cpu(melody_scene, melody_frames):
+    numpy_path, on_gpu = _recover_both(melody_frames, melody_scene.fps, "cuda", regions=2)
+    assert on_gpu.device.startswith("cuda")
+    assert np.corrcoef(numpy_path.displacement_px, on_gpu.displacement_px)[0, 1] > 0.99999
+
+
+def test_unknown_or_missing_devices_are_one_line_errors(melody_frames):
+    with pytest.raises(InputError, match="unknown device 'tpu'"):
+        visualmic.recover(melody_frames, fps=2200, device="tpu")
+    if torch is None or not torch.cuda.is_available():
+        with pytest.raises(InputError, match="cuda"):
+            visualmic.recover(melody_frames, fps=2200, device="cuda")
+
+
+def test_auto_device_falls_back_to_the_cpu_without_a_gpu(melody_frames):
+    rec = visualmic.recover(melody_frames[:400], fps=2200)
+    if torch is None or not torch.cuda.is_available():
+        assert rec.device == "cpu (numpy/scipy)"
+        assert rec.summary()["device"] == "cpu (numpy/scipy)"
