@@ -144,11 +144,35 @@ def test_regions_recover_objects_whose_parts_move_differently(mode, regions, mar
     assert snr > scene.bound_snr_db(BAND) - margin_db
     assert rec.region_weights.shape == (regions, regions) and rec.region_weights.sum() == pytest.approx(1)
     if mode == "opposite":
-        assert snr_db(visualmic.recover(frames, fps=fps).native_audio, scene.displacement_px, fps=fps,
+        assert snr_db(visualmic.recover(frames, fps=fps, regions=1).native_audio, scene.displacement_px, fps=fps,
                       band_hz=BAND, trim=100) < snr - 20  # the global sum cancels
         left, right = rec.bands[0], rec.bands[3]
         assert left["region"] == [0, 0] and right["region"] == [0, 3]
         assert np.sign(rec.band_weights[0]) != np.sign(rec.band_weights[3])
+
+
+@pytest.mark.parametrize("mode,amplitude_px,chosen,margin_db", [
+    ("opposite", 0.05, "regions", 1.5), ("membrane", 0.05, "regions", 1.5),
+    ("rigid", 0.05, "whole frame", 0.5), ("rigid", 0.002, "whole frame", 1.5),
+])
+def test_auto_regions_choose_the_better_model(mode, amplitude_px, chosen, margin_db):
+    """By default (regions="auto") the frame is measured in regions and combined both ways: the
+    regions are kept where parts move differently, the whole frame where the surface is rigid
+    (at low SNR too, where the regions' many gains would fit noise)."""
+    fps = 2200.0
+    scene = make_scene(melody(1.5, rate_hz=fps, seed=4), fps=fps, size=(96, 96), amplitude_px=amplitude_px,
+                       mode=mode, camera=Camera(read_noise=2.0), seed=11)
+    frames = np.concatenate(list(scene.frames()))
+    rec = visualmic.recover(frames, fps=fps)
+    assert rec.region_choice["chosen"] == chosen
+    assert rec.region_grid == (4 if chosen == "regions" else 1)
+    snr = snr_db(rec.native_audio, scene.displacement_px, fps=fps, band_hz=BAND, trim=100)
+    assert snr > scene.bound_snr_db(BAND) - margin_db, (snr, scene.bound_snr_db(BAND))
+    if chosen == "whole frame":  # exactly what measuring the frame as a whole gives
+        whole = visualmic.recover(frames, fps=fps, regions=1)
+        assert np.corrcoef(whole.displacement_px, rec.displacement_px)[0, 1] > 0.99999
+    summary = rec.summary()
+    assert summary["region_choice"]["chosen"] == chosen and summary["regions"] == rec.region_grid
 
 
 def test_memory_mapped_pages_are_released(tmp_path):

@@ -21,8 +21,10 @@ from . import __version__
 from .audio import default_highpass_hz, highpass, lowpass, mmse_lsa, normalize_peak, resample, spectral_subtraction
 from .cache import ChunkCache, cache_key
 from .cluster import dask_client, frame_ranges, measure_range
-from .combine import combine_bands, davis2014_combine, joint_displacement, project_band_motion
-from .config import MIN_FRAMES, RecoverOptions, check_fps
+from .combine import (
+    Combination, combine_bands, davis2014_combine, estimated_snr_db, joint_displacement, project_band_motion,
+)
+from .config import AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, RecoverOptions, check_fps
 from .engine import default_chunk_frames, map_ordered, stream_frames
 from .errors import InputError
 from .frames import check_roi, prepared_shape
@@ -30,6 +32,7 @@ from .motion import (
     BandReference,
     band_noise_covariance,
     davis2014_band_signals,
+    merge_regions,
     phase_gradient_sums,
     prepare_references,
     reference_bands,
@@ -86,6 +89,11 @@ class Recovery:
         0 to fps/2), measured from the bands' disagreement; NaN for ``"davis2014"``.
     device : str
         Where the frames were measured (see :mod:`visualmic.gpu`).
+    region_grid : int
+        Regions per side of the combination kept (1: the frame as a whole).
+    region_choice : dict
+        With ``regions="auto"``: the estimated SNR (dB) of the whole-frame and
+        the regional combinations, from which ``region_grid`` was chosen.
     """
 
     audio: np.ndarray
@@ -111,6 +119,8 @@ class Recovery:
     warnings: list[str] = field(default_factory=list)
     kept_tones_hz: list[float] = field(default_factory=list)
     device: str = "cpu (numpy/scipy)"
+    region_grid: int = 1
+    region_choice: dict = field(default_factory=dict)
 
     @property
     def region_weights(self) -> np.ndarray:
@@ -120,7 +130,7 @@ class Recovery:
         (a weight's contribution to the signal, comparable across bands), summed
         and normalised to 1.
         """
-        grid = self.options.region_grid
+        grid = self.region_grid
         share = np.abs(self.band_weights) * np.nan_to_num(self.band_noise_px, nan=1.0)
         share = share.reshape(-1, grid * grid).sum(axis=0).reshape(grid, grid)
         total = share.sum()
@@ -128,18 +138,9 @@ class Recovery:
 
     @property
     def estimated_snr_db(self) -> float:
-        """The recovered sound's SNR as estimated without the truth (NaN when unmeasured).
-
-        The combination measures the noise of the displacement per frame; it is
-        white over 0 to fps/2, so the high-passed band holds ``(fps/2 - highpass)
-        / (fps/2)`` of it. The signal is what the displacement holds beyond that.
-        """
-        if not np.isfinite(self.noise_floor_px):
-            return float("nan")
-        nyquist = self.fps / 2
-        noise = self.noise_floor_px**2 * (nyquist - self.highpass_hz) / nyquist
-        signal = float(np.var(self.displacement_px)) - noise
-        return float(10 * np.log10(max(signal, 1e-3 * noise) / noise))
+        """The recovered sound's SNR as estimated without the truth (NaN when unmeasured);
+        see :func:`visualmic.combine.estimated_snr_db`."""
+        return estimated_snr_db(self.displacement_px, self.noise_floor_px, fps=self.fps, highpass_hz=self.highpass_hz)
 
     @property
     def duration_s(self) -> float:
@@ -164,7 +165,8 @@ class Recovery:
             "method": self.options.method,
             "highpass_hz": self.highpass_hz,
             "scales": 1 + max(band["level"] for band in self.bands),
-            "regions": self.options.region_grid,
+            "regions": self.region_grid,
+            "region_choice": self.region_choice,
             "orientations": self.options.orientations,
             "direction_deg": self.direction_deg,
             "noise_floor_px": None if not np.isfinite(self.noise_floor_px) else self.noise_floor_px,
@@ -184,9 +186,8 @@ class Recovery:
         }
 
 
-def _channels(pyramid: SteerablePyramid, opts: RecoverOptions) -> list[dict]:
-    """Description of every measured channel (band, and region when the frame is split)."""
-    regions = opts.region_grid
+def _channels(pyramid: SteerablePyramid, regions: int) -> list[dict]:
+    """Description of every combined channel (band, and region when the frame is split)."""
     out = []
     for b in pyramid.bands_info:
         for region in range(regions * regions):
@@ -434,7 +435,8 @@ def _measure(
     def prepare(pyramid: SteerablePyramid, references: list[np.ndarray]):
         if opts.method == "davis2014":
             return None, lambda bands: davis2014_band_signals(bands, references), None
-        prepared = prepare_references(pyramid, references, border_px=opts.border_px, grid=opts.region_grid)
+        prepared = prepare_references(pyramid, references, border_px=opts.border_px,
+                                      grid=opts.measurement_grid(shape))
         on_device = TorchPhaseSums(pyramid, prepared, device) if device else None
         return prepared, lambda bands: phase_gradient_sums(bands, prepared), on_device
 
@@ -502,14 +504,10 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
                         f"{count / meta.fps:.3f} s decoded ({count} frames); truncated or damaged file?")
 
     direction: float | None = None
+    grid, choice = 1, {}
     if prepared is not None:
-        fisher = np.concatenate([r.fisher for r in prepared])
-        motion = project_band_motion(measured, fisher, fps=fps, highpass_hz=highpass_hz, coherent=opts.region_grid == 1)
-        noise_model = band_noise_covariance(pyramid, prepared, motion.unit_vector)
-        combo = combine_bands(
-            motion.signals_px, noise_covariance=noise_model, fps=fps, highpass_hz=highpass_hz, max_lag=opts.max_lag
-        )
-        band_signals, direction = motion.signals_px, motion.direction_deg
+        band_signals, direction, combo, grid, choice = _combine_channels(
+            measured, pyramid, prepared, fps=fps, highpass_hz=highpass_hz, opts=opts, notes=notes)
         displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz)
     else:
         band_signals = measured.T
@@ -529,7 +527,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         band_weights=combo.weights,
         band_lags=combo.lags,
         band_noise_px=combo.noise_px,
-        bands=_channels(pyramid, opts),
+        bands=_channels(pyramid, grid),
         direction_deg=direction,
         noise_floor_px=combo.noise_floor_px,
         frames=count,
@@ -542,7 +540,51 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         warnings=warnings,
         kept_tones_hz=kept,
         device=device_description(device),
+        region_grid=grid,
+        region_choice=choice,
     )
+
+
+def _combine_channels(
+    measured: np.ndarray, pyramid: SteerablePyramid, prepared: list[BandReference], *, fps: float,
+    highpass_hz: float, opts: RecoverOptions, notes: list[str],
+) -> tuple[np.ndarray, float, Combination, int, dict]:
+    """Channel signals, direction, combination, regions per side and (``regions="auto"``) the choice.
+
+    Measured in regions, a band can also be combined as a whole (its regions'
+    sums added up: exactly the whole band's measurement). ``"auto"`` combines
+    both ways and keeps the regions only when their estimated SNR is higher by
+    ``AUTO_MARGIN_DB`` and above ``AUTO_FLOOR_DB`` (below it, the regions' many
+    gains fit noise and their estimate is optimistic): on a rigid surface the whole-frame combination is the
+    better estimator (fewer gains to estimate), on surfaces whose parts move
+    differently the regional one is, by up to tens of dB.
+    """
+    regions = prepared[0].regions  # per band: grid x grid
+    grid = int(round(np.sqrt(regions)))
+    fisher = np.concatenate([r.fisher for r in prepared])
+
+    def combined(merge: bool):
+        sums, info = merge_regions(measured, fisher, regions) if merge else (measured, fisher)
+        motion = project_band_motion(sums, info, fps=fps, highpass_hz=highpass_hz, coherent=merge or regions == 1)
+        noise_model = band_noise_covariance(pyramid, prepared, motion.unit_vector, merge_regions=merge)
+        combo = combine_bands(motion.signals_px, noise_covariance=noise_model, fps=fps, highpass_hz=highpass_hz,
+                              max_lag=opts.max_lag)
+        snr = estimated_snr_db(highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz), combo.noise_floor_px,
+                               fps=fps, highpass_hz=highpass_hz)
+        return motion, combo, snr
+
+    if regions == 1 or opts.regions != "auto":
+        motion, combo, _ = combined(False)
+        return motion.signals_px, motion.direction_deg, combo, grid, {}
+    whole, regional = combined(True), combined(False)
+    keep_regions = regional[2] > max(whole[2] + AUTO_MARGIN_DB, AUTO_FLOOR_DB)
+    motion, combo, _ = regional if keep_regions else whole
+    choice = {"whole_frame_db": whole[2], "regions_db": regional[2], "grid": grid,
+              "chosen": "regions" if keep_regions else "whole frame"}
+    if keep_regions:
+        notes.append(f"parts of the surface move differently: combined in {grid}x{grid} regions "
+                     f"(estimated SNR {regional[2]:.1f} dB against {whole[2]:.1f} dB for the frame as a whole)")
+    return motion.signals_px, motion.direction_deg, combo, grid if keep_regions else 1, choice
 
 
 @dataclass

@@ -58,13 +58,22 @@ def _friendly(command: Callable) -> Callable:
     return wrapper
 
 
-def _parse_rate(text: str) -> int | str:
-    if text.lower() == "native":
-        return "native"
+def _word_or_int(text: str, word: str, problem: str) -> int | str:
+    """``word`` itself, or ``text`` as a whole number; else InputError(``problem``)."""
+    if text.lower() == word:
+        return word
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"output rate {text!r} must be 'native' or a whole number of Hz") from None
+        raise InputError(problem) from None
+
+
+def _parse_rate(text: str) -> int | str:
+    return _word_or_int(text, "native", f"output rate {text!r} must be 'native' or a whole number of Hz")
+
+
+def _parse_regions(text: str) -> int | str:
+    return _word_or_int(text, "auto", f"--regions {text!r} must be 'auto' or a whole number from 1 to 16")
 
 
 def _parse_downsample(value: float) -> int:
@@ -158,8 +167,9 @@ def main() -> None:
                    "'spectral': spectral subtraction for speech in steady noise.")
 @click.option("--rate", default=str(STANDARD_RATE_HZ), show_default=True,
               help="Output rate in Hz (16-bit WAV), or 'native' for the capture rate as 32-bit float.")
-@click.option("--regions", type=int, default=RecoverOptions.regions, show_default=True,
-              help="Measure N x N parts of the frame separately (objects whose parts vibrate differently).")
+@click.option("--regions", default=RecoverOptions.regions, show_default=True, metavar="auto|N",
+              help="Combine N x N parts of the frame separately (objects whose parts vibrate differently); "
+                   "auto: measure in parts and keep them only when they give a clearly better estimate.")
 @click.option("--border", "border_px", type=float, default=RecoverOptions.border_px, show_default=True,
               help="Pixels over which weights fade out at the frame's edges.")
 @click.option("--rolling-shutter", is_flag=True,
@@ -190,7 +200,7 @@ def main() -> None:
 @_friendly
 def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
                     scales: int | None, orientations: int, method: str, reference_frames: int,
-                    highpass_hz: float | None, denoise: str, rate: str, regions: int, border_px: float,
+                    highpass_hz: float | None, denoise: str, rate: str, regions: str, border_px: float,
                     rolling_shutter: bool, line_delay_s: float | None, line_rate_hz: float | None,
                     exposure_s: float, row_order: str, frame_offsets: bool, report: Path | None,
                     reference: Path | None, scheduler: str | None, workers: int | None, cache_dir: Path | None,
@@ -203,7 +213,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     """
     _check_output(output, (".wav",))
     if rolling_shutter or line_delay_s is not None or line_rate_hz is not None:
-        if (report is not None or regions != 1 or method != "phase" or denoise != "none" or downsample != 1
+        if (report is not None or regions not in ("auto", "1") or method != "phase" or denoise != "none" or downsample != 1
                 or cache_dir is not None or scheduler is not None or workers is not None):
             raise InputError("--rolling-shutter works on full-resolution rows with the phase method; it does not "
                              "take --report, --regions, --method davis2014, --denoise, --downsample, --cache, "
@@ -241,7 +251,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         highpass_hz=highpass_hz,
         denoise=denoise,
         rate=_parse_rate(rate),
-        regions=regions,
+        regions=_parse_regions(regions),
         border_px=border_px,
         threads=threads,
         device=device,

@@ -9,7 +9,8 @@ from .errors import InputError
 from .sources.base import Roi
 
 __all__ = ["RecoverOptions", "check_fps", "check_device", "DEVICES_HELP", "METHODS", "DENOISERS",
-           "STANDARD_RATE_HZ", "MIN_FRAMES"]
+           "STANDARD_RATE_HZ", "MIN_FRAMES", "AUTO_GRID", "AUTO_MARGIN_DB",
+           "AUTO_FLOOR_DB"]
 
 def check_fps(fps: object) -> None:
     """Raise InputError unless ``fps`` is None (unknown) or a positive, finite number.
@@ -50,6 +51,11 @@ METHODS = ("phase", "davis2014")
 DENOISERS = ("none", "spectral", "mmse")
 STANDARD_RATE_HZ = 48000
 MIN_FRAMES = 16
+AUTO_GRID = 4  # regions per side measured by regions="auto"
+# How much better the regions' estimated SNR must be for "auto" to keep them: on rigid scenes below
+# 0 dB the regions' estimate is up to 1.3 dB optimistic (benchmarks/quality.py, tests/test_recover.py).
+AUTO_MARGIN_DB = 2.0
+AUTO_FLOOR_DB = -4.0  # ... and the least it must be (below, estimates with many gains are optimistic)
 
 
 @dataclass(frozen=True)
@@ -86,11 +92,14 @@ class RecoverOptions:
         Output WAV rate: a standard rate (16-bit PCM), or the capture rate as 32-bit float.
     max_lag : int
         Largest lag (frames) between bands when combining them.
-    regions : int
+    regions : int or "auto"
         Measure every band in ``regions x regions`` parts of the frame, each with
         its own gain, sign, delay and noise (for objects whose parts vibrate
         differently, even in opposite directions); 1 treats the region of interest
-        as one rigid surface.
+        as one rigid surface. ``"auto"``: measure in regions, combine both ways,
+        and keep the regions only when their estimated SNR is clearly higher
+        (by ``AUTO_MARGIN_DB``, and above ``AUTO_FLOOR_DB``); a rigid surface keeps the whole-frame estimate,
+        which is the better one there.
     border_px : float
         Width (pixels) over which the weights fade out at the frame's edges.
     chunk_frames : int or None
@@ -114,7 +123,7 @@ class RecoverOptions:
     denoise: str = "none"
     rate: int | str = STANDARD_RATE_HZ
     max_lag: int = 2
-    regions: int = 1
+    regions: int | str = "auto"
     border_px: float = 0.0
     chunk_frames: int | None = None
     threads: int | None = None
@@ -142,8 +151,8 @@ class RecoverOptions:
             raise InputError(f"high-pass cut-off must be >= 0 Hz, got {self.highpass_hz!r}")
         if self.rate != "native" and not (isinstance(self.rate, int) and 1000 <= self.rate <= 768000):
             raise InputError(f"output rate must be 'native' or an integer from 1000 to 768000 Hz, got {self.rate!r}")
-        if not (isinstance(self.regions, int) and 1 <= self.regions <= 16):
-            raise InputError(f"regions must be a whole number from 1 to 16, got {self.regions!r}")
+        if self.regions != "auto" and not (isinstance(self.regions, int) and 1 <= self.regions <= 16):
+            raise InputError(f"regions must be 'auto' or a whole number from 1 to 16, got {self.regions!r}")
         if self.max_lag < 0:
             raise InputError(f"max_lag must be >= 0, got {self.max_lag}")
         if self.border_px < 0:
@@ -151,16 +160,28 @@ class RecoverOptions:
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise InputError(f"chunk_frames must be at least 1, got {self.chunk_frames}")
 
-    @property
-    def region_grid(self) -> int:
-        """Regions per side actually measured: the 2014 recipe treats the frame as a whole.
+    def measurement_grid(self, shape: tuple[int, int]) -> int:
+        """Regions per side to measure processed frames of ``shape`` in.
+
+        ``regions="auto"`` measures in 4 x 4 regions (2 x 2 below 64 pixels, none
+        below 32) and lets the recovery choose between them and the whole frame;
+        the 2014 recipe treats the frame as a whole.
 
         Examples
         --------
-        >>> RecoverOptions(regions=4).region_grid, RecoverOptions(regions=4, method="davis2014").region_grid
-        (4, 1)
+        >>> RecoverOptions().measurement_grid((128, 128)), RecoverOptions().measurement_grid((40, 200))
+        (4, 2)
+        >>> RecoverOptions(regions=3).measurement_grid((128, 128))
+        3
+        >>> RecoverOptions(regions=4, method="davis2014").measurement_grid((128, 128))
+        1
         """
-        return self.regions if self.method == "phase" else 1
+        if self.method != "phase":
+            return 1
+        if self.regions == "auto":
+            side = min(shape)
+            return AUTO_GRID if side >= 64 else 2 if side >= 32 else 1
+        return int(self.regions)
 
     def to_dict(self) -> dict[str, object]:
         """Plain dictionary, for JSON summaries and reports.

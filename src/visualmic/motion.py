@@ -32,6 +32,7 @@ __all__ = [
     "prepare_references",
     "phase_gradient_sums",
     "band_noise_covariance",
+    "merge_regions",
     "region_labels",
     "davis2014_band_signals",
 ]
@@ -255,8 +256,33 @@ def _band_sums_fused(band: np.ndarray, ref: BandReference) -> np.ndarray:
     return raw[:, :, 0:2] + raw[:, :, 2:4] - gain * ref.offset.reshape(ref.regions, 2)
 
 
+def merge_regions(sums: np.ndarray, fisher: np.ndarray, regions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and normal matrices of whole bands from those of their regions.
+
+    The normal equations add up over pixels, so a band measured in regions and
+    merged is exactly the band measured as a whole.
+
+    Parameters
+    ----------
+    sums : ndarray
+        ``(frames, bands * regions, 2)`` from :func:`phase_gradient_sums`.
+    fisher : ndarray
+        ``(bands * regions, 2, 2)``.
+    regions : int
+        Regions per band.
+
+    Examples
+    --------
+    >>> s, f = merge_regions(np.ones((3, 8, 2)), np.ones((8, 2, 2)), 4)
+    >>> s.shape, f.shape, s[0, 0, 0]
+    ((3, 2, 2), (2, 2, 2), np.float64(4.0))
+    """
+    frames = sums.shape[0]
+    return (sums.reshape(frames, -1, regions, 2).sum(axis=2), fisher.reshape(-1, regions, 2, 2).sum(axis=1))
+
+
 def band_noise_covariance(
-    pyramid: SteerablePyramid, references: list[BandReference], direction: np.ndarray
+    pyramid: SteerablePyramid, references: list[BandReference], direction: np.ndarray, *, merge_regions: bool = False
 ) -> np.ndarray:
     """Covariance of the bands' displacement estimates under white pixel noise of unit variance.
 
@@ -274,12 +300,16 @@ def band_noise_covariance(
         From :func:`prepare_references`.
     direction : ndarray
         ``(2,)`` unit vector (y, x) of the motion.
+    merge_regions : bool
+        Give the covariance of the bands measured as wholes (their regions'
+        sums added up, see :func:`merge_regions`) instead of the regions'.
 
     Returns
     -------
     ndarray
         ``(channels, channels)`` covariance of the channels' estimates
-        ``-u.S_c / (u.F_c u)`` (channels as in :func:`phase_gradient_sums`), px².
+        ``-u.S_c / (u.F_c u)`` (channels as in :func:`phase_gradient_sums`; bands
+        with ``merge_regions``), px².
 
     Examples
     --------
@@ -294,13 +324,14 @@ def band_noise_covariance(
         c_ref = np.conj(ref.conj_ref).astype(np.complex128)
         power = np.abs(c_ref) ** 2
         floor = 1e-6 * max(float(power.mean()), 1e-30)
-        for region in range(ref.regions):
-            rows = slice(2 * region, 2 * region + 2)
-            alpha = direction @ ref.amplitude_weights[rows]
-            beta = direction @ ref.phase_weights[rows]
+        groups = [range(ref.regions)] if merge_regions else [[region] for region in range(ref.regions)]
+        for regions in groups:
+            # The estimate of a group of regions is linear in the sums of its regions.
+            alpha = sum(direction @ ref.amplitude_weights[2 * r : 2 * r + 2] for r in regions)
+            beta = sum(direction @ ref.phase_weights[2 * r : 2 * r + 2] for r in regions)
             # u.dS = Re sum_x dc(x) conj(v(x)), v = c_ref (alpha + i beta / A^2).
             v = (c_ref * (alpha + 1j * beta / (power + floor))).reshape(info.shape)
-            information = direction @ ref.fisher[region] @ direction
+            information = sum(direction @ ref.fisher[r] @ direction for r in regions)
             kernels.append(-_image_kernel(v, info, pyramid.shape) / max(information, 1e-300))
     stacked = np.stack(kernels)
     return stacked @ stacked.T

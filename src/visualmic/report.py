@@ -153,7 +153,7 @@ def render_report(recovery, *, frame: np.ndarray, reference: tuple[np.ndarray, i
             _png_uri(spectrogram_figure(ref_audio, rate_hz=rate, max_hz=recovery.fps / 2,
                                         title="Spectrogram of the reference")),
             "reference spectrogram", "Spectrogram of the reference sound.", "reference-spectrogram"))
-    if recovery.options.region_grid > 1:
+    if recovery.region_grid > 1:
         weight_map = _png_uri(region_weights_figure(frame, recovery.region_weights,
                                                     title=f"Where the sound came from ({name})"))
         caption = "Each region's share of the recovered sound (its channels' weights times their noise)."
