@@ -25,6 +25,7 @@ from .combine import (
     Combination, combine_bands, davis2014_combine, estimated_snr_db, joint_displacement, project_band_motion,
 )
 from .config import AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, RecoverOptions, check_fps
+from .drift import FOLLOW_BEYOND_PX, ShiftEstimator, shift_spectrum
 from .engine import default_chunk_frames, map_ordered, stream_frames
 from .errors import InputError
 from .frames import check_roi, prepared_shape
@@ -336,7 +337,7 @@ MeasureFrames = Callable[[np.ndarray], np.ndarray]
 
 def _stream_measurements(
     src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
-    prepare: Callable[[SteerablePyramid, list[np.ndarray]], tuple[S, Measure, MeasureFrames | None]],
+    prepare: Callable[[SteerablePyramid, list[np.ndarray], np.ndarray], tuple[S, Measure, MeasureFrames | None]],
     cache: ChunkCache | None = None, client: Any = None, device: str | None = None,
 ) -> tuple[SteerablePyramid, S, Iterator[tuple[int, np.ndarray]]]:
     """Stream every frame through the pyramid and a measurement of its bands.
@@ -375,7 +376,8 @@ def _stream_measurements(
     pieces = (first_frames[i : i + chunk] for i in range(0, first_frames.shape[0], chunk))
     per_piece = list(map_ordered(pyramid.bands, pieces, threads=threads))
     first_bands = [np.concatenate([piece[b] for piece in per_piece]) for b in range(len(pyramid.bands_info))]
-    state, measure, measure_frames = prepare(pyramid, reference_bands(first_bands))
+    reference_spectrum = pyramid.spectrum(first_frames).mean(axis=0)
+    state, measure, measure_frames = prepare(pyramid, reference_bands(first_bands), reference_spectrum)
     if measure_frames is None:
         measure_frames = lambda chunk_frames: measure(pyramid.bands(chunk_frames))  # noqa: E731
 
@@ -432,17 +434,36 @@ def _measure(
     or ``(frames, bands)`` 2014 band signals. ``device``: a torch device for the phase
     method's chunks (see :mod:`visualmic.gpu`), None for numpy."""
 
-    def prepare(pyramid: SteerablePyramid, references: list[np.ndarray]):
+    def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], reference_spectrum: np.ndarray):
         if opts.method == "davis2014":
             return None, lambda bands: davis2014_band_signals(bands, references), None
         prepared = prepare_references(pyramid, references, border_px=opts.border_px,
                                       grid=opts.measurement_grid(shape))
-        on_device = TorchPhaseSums(pyramid, prepared, device) if device else None
-        return prepared, lambda bands: phase_gradient_sums(bands, prepared), on_device
+        estimate_shift = ShiftEstimator(reference_spectrum, pyramid.shape)
+        on_frames = (TorchPhaseSums(pyramid, prepared, device, estimate_shift) if device
+                     else _drift_following(pyramid, prepared, estimate_shift))
+        return prepared, lambda bands: phase_gradient_sums(bands, prepared), on_frames
 
     pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
                                                      device)
     return pyramid, prepared, np.concatenate([measured for _, measured in chunks])
+
+
+def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference],
+                     estimate_shift: ShiftEstimator) -> MeasureFrames:
+    """Measure a chunk of frames relative to where it has drifted (see :mod:`visualmic.drift`)."""
+    fisher = np.concatenate([r.fisher for r in prepared])
+
+    def measure(frames: np.ndarray) -> np.ndarray:
+        spectrum = pyramid.spectrum(frames)
+        shift = estimate_shift(spectrum)
+        if np.hypot(*shift) <= FOLLOW_BEYOND_PX:
+            return phase_gradient_sums(pyramid.bands_of_spectrum(spectrum), prepared)
+        moved_back = shift_spectrum(spectrum, shift, pyramid.shape)
+        # A channel's displacement is -F^-1 S: adding the shift back subtracts F shift from its sums.
+        return phase_gradient_sums(pyramid.bands_of_spectrum(moved_back), prepared) - fisher @ shift
+
+    return measure
 
 
 def _denoise(
@@ -744,7 +765,7 @@ def vibration_map(
         if bad.size:
             raise InputError(f"frequency {bad[0]:g} Hz is not between 0 and the Nyquist frequency {fps / 2:g} Hz")
 
-        def prepare(pyramid: SteerablePyramid, references: list[np.ndarray]):
+        def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], reference_spectrum: np.ndarray):
             cells = CellMotion(pyramid, references, cell_px=cell_px)
             return cells, cells.displacement, None
 

@@ -22,6 +22,7 @@ import sys
 import numpy as np
 
 from .config import check_device
+from .drift import FOLLOW_BEYOND_PX, ShiftEstimator
 from .errors import InputError
 from .motion import BandReference
 from .pyramid import SteerablePyramid
@@ -112,6 +113,10 @@ class TorchPhaseSums:
         From :func:`visualmic.motion.prepare_references`.
     device : str
         A torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``).
+    estimate_shift : ShiftEstimator, optional
+        Follow slow drift as the CPU path does (see :mod:`visualmic.drift`): the
+        chunk's low-frequency block comes back, the shift is estimated here and
+        applied on the device as a phase ramp.
 
     Examples
     --------
@@ -124,7 +129,8 @@ class TorchPhaseSums:
     True
     """
 
-    def __init__(self, pyramid: SteerablePyramid, references: list[BandReference], device: str) -> None:
+    def __init__(self, pyramid: SteerablePyramid, references: list[BandReference], device: str,
+                 estimate_shift: ShiftEstimator | None = None) -> None:
         torch = _torch()
         if torch is None:
             raise InputError("the GPU backend needs torch: pip install 'visualmic[gpu]'")
@@ -142,6 +148,12 @@ class TorchPhaseSums:
                        self._index(block.src_cols, pyramid.shape[1] // 2 + 1), block.mirror,
                        put(block.mask, torch.complex64)) for block in info.blocks]
             self.bands.append((info.shape, blocks))
+        self.estimate_shift = estimate_shift
+        if estimate_shift is not None:
+            fy, fx = np.fft.fftfreq(self.shape[0]), np.fft.rfftfreq(self.shape[1])
+            self.frequencies = (put(fy[:, None], torch.float64), put(fx[None, :], torch.float64))
+            self.shift_rows = put(estimate_shift.rows, torch.int64)
+            self.fisher = np.concatenate([ref.fisher for ref in references])
         self.references = [
             (put(ref.conj_ref, torch.complex64), put(ref.phase_weights.T, torch.float32),
              put(ref.amplitude_weights.T, torch.float32), put(ref.offset, torch.float32), ref._inverse_power,
@@ -191,8 +203,17 @@ class TorchPhaseSums:
         if tuple(x.shape[-2:]) != self.shape:
             raise ValueError(f"frames are {tuple(x.shape[-2:])}, the pyramid was built for {self.shape}")
         n = x.shape[0]
+        shift = None
         with torch.no_grad():
             spectrum = self.spectrum(x)
+            if self.estimate_shift is not None:
+                block = spectrum[:, self.shift_rows, self.estimate_shift.cols].mean(dim=0).cpu().numpy()
+                shift = self.estimate_shift.from_block(block)
+                if np.hypot(*shift) <= FOLLOW_BEYOND_PX:
+                    shift = None
+                else:
+                    fy, fx = self.frequencies
+                    spectrum = spectrum * torch.exp(2j * np.pi * (fy * shift[0] + fx * shift[1])).to(spectrum.dtype)
             per_band = []
             for index, (conj_ref, phase_w, amp_w, offset, inverse_power, regions) in enumerate(self.references):
                 band = torch.fft.ifft2(self.band_spectrum(spectrum, index)).reshape(n, -1)
@@ -202,4 +223,5 @@ class TorchPhaseSums:
                 sums = torch.angle(q) @ phase_w + real @ amp_w - gain * offset
                 per_band.append(sums.reshape(n, regions, 2))
             result = torch.cat(per_band, dim=1)
-        return result.cpu().numpy().astype(np.float64)
+        sums = result.cpu().numpy().astype(np.float64)
+        return sums if shift is None else sums - self.fisher @ shift

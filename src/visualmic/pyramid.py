@@ -347,7 +347,10 @@ class SteerablePyramid:
 
     def bands(self, frames: np.ndarray) -> list[np.ndarray]:
         """All bands of a batch of frames ``(n, rows, cols)``, finest scale first."""
-        spectrum = self.spectrum(frames)
+        return self.bands_of_spectrum(self.spectrum(frames))
+
+    def bands_of_spectrum(self, spectrum: np.ndarray) -> list[np.ndarray]:
+        """All bands from :meth:`spectrum`'s output, finest scale first."""
         return [self.band(spectrum, i) for i in range(len(self.bands_info))]
 
     def band_gradient(self, band_coefficients: np.ndarray, index: int) -> np.ndarray:

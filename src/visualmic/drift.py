@@ -1,0 +1,111 @@
+"""Follow slow drift: measure every chunk of frames relative to where the surface has drifted.
+
+The phase-gradient estimator is linear in the displacement: beyond a fraction
+of a pixel the finest bands' phases wrap and the fit breaks. A camera that
+drifts by a pixel or more (a tripod settling, thermal creep) would lose the
+sound. Each chunk's mean shift against the reference is therefore estimated
+first, from the lowest spatial frequencies of the chunk's mean spectrum (which
+do not wrap for shifts up to several pixels), then refined on higher ones; the
+chunk's frames are moved back by it in the Fourier domain (a phase ramp on the
+spectrum already computed, no extra FFT); the bands measure what remains (the
+sound, small); and the shift is added back to the measurement. A chunk depends
+on nothing but its own frames, so chunks still run in any order, on any thread
+or cluster worker, with the same result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ShiftEstimator", "shift_spectrum", "FOLLOW_BEYOND_PX"]
+
+FOLLOW_BEYOND_PX = 0.1  # chunks that moved less are measured as they are
+MAX_ERROR_PX = 0.05  # a direction of the shift is followed only when known to within this
+
+
+def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies (cycles per pixel) of the bins of an ``rfft2`` of frames of ``shape``."""
+    return np.fft.fftfreq(shape[0])[:, None], np.fft.rfftfreq(shape[1])[None, :]
+
+
+class ShiftEstimator:
+    """Shift ``(dy, dx)`` in pixels that moves the reference onto a chunk of frames, from spectra.
+
+    A shift ``d`` multiplies the spectrum by ``exp(-2 pi i f.d)``. The phase of
+    the cross-spectrum of the chunk's mean and the reference is fitted by weighted
+    least squares (weights: its magnitude), first over frequencies below
+    ``coarse_limit`` cycles per pixel (no wrap up to ``1 / (2 coarse_limit)`` px),
+    then, that estimate removed, up to ``fine_limit``. Only that low-frequency
+    block of the spectrum is read. A direction is moved only where the fit's
+    standard error is below ``MAX_ERROR_PX`` (from its residual phase misfit).
+
+    Parameters
+    ----------
+    reference_spectrum : ndarray
+        ``rfft2`` of the reference frame, ``(rows, cols // 2 + 1)``.
+    shape : tuple of int
+        The frames' shape.
+
+    Examples
+    --------
+    >>> from visualmic.synth import procedural_texture
+    >>> texture = procedural_texture((64, 64), seed=0)
+    >>> moved = np.roll(texture, (-2, 3), axis=(0, 1))[None]  # one frame, moved by rows, columns
+    >>> estimate = ShiftEstimator(np.fft.rfft2(texture), (64, 64))
+    >>> np.round(estimate(np.fft.rfft2(moved)), 3) + 0.0
+    array([-2.,  3.])
+    """
+
+    def __init__(self, reference_spectrum: np.ndarray, shape: tuple[int, int], *, coarse_limit: float = 1 / 16,
+                 fine_limit: float = 1 / 8) -> None:
+        fy, fx = _frequencies(shape)
+        self.rows = np.flatnonzero(np.abs(fy[:, 0]) <= fine_limit)
+        self.cols = slice(0, int(np.count_nonzero(fx[0] <= fine_limit)))
+        self.fy = np.broadcast_to(fy[self.rows], (self.rows.size, self.cols.stop))
+        self.fx = np.broadcast_to(fx[:, self.cols], self.fy.shape)
+        self.conj_reference = np.conj(reference_spectrum[self.rows, self.cols])
+        nonzero = (self.fy != 0) | (self.fx != 0)
+        self.steps = [nonzero & (np.abs(self.fy) <= limit) & (self.fx <= limit) for limit in (coarse_limit, fine_limit)]
+
+    def __call__(self, spectrum: np.ndarray) -> np.ndarray:
+        """The shift of a chunk, from its ``(n, rows, cols // 2 + 1)`` spectrum."""
+        return self.from_block(spectrum[:, self.rows, self.cols].mean(axis=0))
+
+    def from_block(self, block: np.ndarray) -> np.ndarray:
+        """The shift, from the chunk's mean spectrum at ``[rows, cols]`` only (what a GPU sends back)."""
+        cross = block * self.conj_reference
+        shift = np.zeros(2)
+        for use in self.steps:
+            residual = cross[use] * np.exp(2j * np.pi * (self.fy[use] * shift[0] + self.fx[use] * shift[1]))
+            root_weight = np.sqrt(np.abs(residual))
+            design = -2 * np.pi * np.stack([self.fy[use], self.fx[use]], axis=1) * root_weight[:, None]
+            target = np.angle(residual) * root_weight
+            if target.size < 4 or not root_weight.any():
+                return shift
+            # Only directions the fit determines to within MAX_ERROR_PX move the chunk: a
+            # texture without detail along y, or frames of pure noise, leave it where it is.
+            normal = design.T @ design
+            values, vectors = np.linalg.eigh(normal)
+            full = np.linalg.lstsq(design, target, rcond=None)[0]
+            misfit = float(np.sum((target - design @ full) ** 2)) / (target.size - 2)
+            for value, vector in zip(values, vectors.T):
+                if value > 0 and misfit / value < MAX_ERROR_PX**2:
+                    shift = shift + vector * (vector @ design.T @ target) / value
+        return shift
+
+
+def shift_spectrum(spectrum: np.ndarray, shift_px: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The spectrum of frames moved back by ``shift_px`` (``(dy, dx)``): ``X exp(2 pi i f.d)``.
+
+    Examples
+    --------
+    >>> from visualmic.synth import procedural_texture
+    >>> texture = procedural_texture((32, 32), seed=0)
+    >>> moved = np.fft.rfft2(np.roll(texture, (1, -2), axis=(0, 1)))
+    >>> back = np.fft.irfft2(shift_spectrum(moved, np.array([1.0, -2.0]), (32, 32)), s=(32, 32))
+    >>> bool(np.allclose(back, texture))
+    True
+    """
+    fy, fx = _frequencies(shape)
+    ramp = np.exp(2j * np.pi * (fy * shift_px[0] + fx * shift_px[1]))
+    return (spectrum * ramp).astype(spectrum.dtype, copy=False)
