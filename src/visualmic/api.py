@@ -141,7 +141,8 @@ class Recovery:
     def estimated_snr_db(self) -> float:
         """The recovered sound's SNR as estimated without the truth (NaN when unmeasured);
         see :func:`visualmic.combine.estimated_snr_db`."""
-        return estimated_snr_db(self.displacement_px, self.noise_floor_px, fps=self.fps, highpass_hz=self.highpass_hz)
+        return estimated_snr_db(self.displacement_px, self.noise_floor_px, rate_hz=self.fps,
+                                band_hz=(self.highpass_hz, self.fps / 2))
 
     @property
     def duration_s(self) -> float:
@@ -591,7 +592,7 @@ def _combine_channels(
         combo = combine_bands(motion.signals_px, noise_covariance=noise_model, fps=fps, highpass_hz=highpass_hz,
                               max_lag=opts.max_lag)
         snr = estimated_snr_db(highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz), combo.noise_floor_px,
-                               fps=fps, highpass_hz=highpass_hz)
+                               rate_hz=fps, band_hz=(highpass_hz, fps / 2))
         return motion, combo, snr
 
     if regions == 1 or opts.regions != "auto":
@@ -1016,11 +1017,9 @@ class RollingRecovery:
 
     @property
     def estimated_snr_db(self) -> float:
-        """SNR in the band, estimated without the truth from the rows' noise floor."""
-        line_rate = 1.0 / abs(self.timing.line_delay_s)
-        noise = self.noise_floor_px**2 * 2 * (self.band_hz[1] - self.band_hz[0]) / line_rate
-        signal = float(np.var(self.grid_signal[self.observed])) - noise
-        return float(10 * np.log10(max(signal, 1e-3 * noise) / max(noise, 1e-300)))
+        """SNR in the band, estimated without the truth from the rows' noise floor (white at the line rate)."""
+        return estimated_snr_db(self.grid_signal[self.observed], self.noise_floor_px,
+                                rate_hz=1.0 / abs(self.timing.line_delay_s), band_hz=self.band_hz)
 
     def summary(self) -> dict[str, object]:
         """A JSON-ready description of the run."""

@@ -394,24 +394,24 @@ def davis2014_combine(signals: np.ndarray) -> Combination:
     return Combination(np.asarray(total), np.ones(n_bands), lags, np.full(n_bands, np.nan), float("nan"))
 
 
-def estimated_snr_db(displacement_px: np.ndarray, noise_floor_px: float, *, fps: float, highpass_hz: float) -> float:
-    """SNR of a high-passed displacement, estimated without the truth from its measured noise floor.
+def estimated_snr_db(signal_px: np.ndarray, noise_floor_px: float, *, rate_hz: float,
+                     band_hz: tuple[float, float]) -> float:
+    """SNR of a band-limited signal, estimated without the truth from its measured noise floor.
 
-    The noise floor (per frame) is white over 0 to fps/2, so the high-passed
-    band holds ``(fps/2 - highpass) / (fps/2)`` of its power; the signal is what
-    the displacement holds beyond that (at least 30 dB under the noise).
+    The noise floor (per sample at ``rate_hz``) is white over 0 to ``rate_hz / 2``,
+    so the band holds ``(hi - lo) / (rate_hz / 2)`` of its power; the signal is
+    what ``signal_px`` holds beyond that (at least 30 dB under the noise).
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
     >>> signal = np.sin(np.arange(20000) / 3.0)  # power 0.5
     >>> noisy = signal + 0.5 * rng.standard_normal(20000)  # noise power 0.25: 3 dB
-    >>> round(estimated_snr_db(noisy, 0.5, fps=2200, highpass_hz=0), 1)
+    >>> round(estimated_snr_db(noisy, 0.5, rate_hz=2200, band_hz=(0, 1100)), 1)
     3.0
     """
     if not np.isfinite(noise_floor_px):
         return float("nan")
-    nyquist = fps / 2
-    noise = noise_floor_px**2 * (nyquist - highpass_hz) / nyquist
-    signal = float(np.var(displacement_px)) - noise
-    return float(10 * np.log10(max(signal, 1e-3 * noise) / noise))
+    noise = noise_floor_px**2 * (band_hz[1] - band_hz[0]) / (rate_hz / 2)
+    signal = float(np.var(signal_px)) - noise
+    return float(10 * np.log10(max(signal, 1e-3 * noise) / max(noise, 1e-300)))
