@@ -373,11 +373,15 @@ def _stream_measurements(
     threads = opts.threads or os.cpu_count() or 1
     # Chunks run in parallel threads, so each FFT uses one.
     pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1 if threads > 1 else None)
-    # The reference frames' bands, computed in parallel like every other chunk.
+    # The reference frames' bands and summed spectrum, computed in parallel like every other chunk.
+    def bands_and_spectrum_sum(piece: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        spectrum = pyramid.spectrum(piece)
+        return pyramid.bands_of_spectrum(spectrum), spectrum.sum(axis=0)
+
     pieces = (first_frames[i : i + chunk] for i in range(0, first_frames.shape[0], chunk))
-    per_piece = list(map_ordered(pyramid.bands, pieces, threads=threads))
-    first_bands = [np.concatenate([piece[b] for piece in per_piece]) for b in range(len(pyramid.bands_info))]
-    reference_spectrum = pyramid.spectrum(first_frames).mean(axis=0)
+    per_piece = list(map_ordered(bands_and_spectrum_sum, pieces, threads=threads))
+    first_bands = [np.concatenate([bands[b] for bands, _ in per_piece]) for b in range(len(pyramid.bands_info))]
+    reference_spectrum = sum(total for _, total in per_piece) / first_frames.shape[0]
     state, measure, measure_frames = prepare(pyramid, reference_bands(first_bands), reference_spectrum)
     if measure_frames is None:
         measure_frames = lambda chunk_frames: measure(pyramid.bands(chunk_frames))  # noqa: E731
