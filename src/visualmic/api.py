@@ -25,7 +25,7 @@ from .combine import (
     Combination, combine_bands, davis2014_combine, estimated_snr_db, joint_displacement, project_band_motion,
 )
 from .config import AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, RecoverOptions, check_fps
-from .drift import FOLLOW_BEYOND_PX, ShiftEstimator, shift_spectrum
+from .drift import ShiftEstimator, shift_spectrum
 from .engine import default_chunk_frames, map_ordered, stream_frames
 from .errors import InputError
 from .frames import check_roi, prepared_shape
@@ -462,7 +462,7 @@ def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference],
     def measure(frames: np.ndarray) -> np.ndarray:
         spectrum = pyramid.spectrum(frames)
         shift = estimate_shift(spectrum)
-        if np.hypot(*shift) <= FOLLOW_BEYOND_PX:
+        if shift is None:
             return phase_gradient_sums(pyramid.bands_of_spectrum(spectrum), prepared)
         moved_back = shift_spectrum(spectrum, shift, pyramid.shape)
         # A channel's displacement is -F^-1 S: adding the shift back subtracts F shift from its sums.

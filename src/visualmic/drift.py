@@ -37,7 +37,8 @@ class ShiftEstimator:
     ``coarse_limit`` cycles per pixel (no wrap up to ``1 / (2 coarse_limit)`` px),
     then, that estimate removed, up to ``fine_limit``. Only that low-frequency
     block of the spectrum is read. A direction is moved only where the fit's
-    standard error is below ``MAX_ERROR_PX`` (from its residual phase misfit).
+    standard error is below ``MAX_ERROR_PX`` (from its residual phase misfit),
+    and a chunk only when it moved more than ``FOLLOW_BEYOND_PX`` (else None).
 
     Parameters
     ----------
@@ -67,12 +68,18 @@ class ShiftEstimator:
         nonzero = (self.fy != 0) | (self.fx != 0)
         self.steps = [nonzero & (np.abs(self.fy) <= limit) & (self.fx <= limit) for limit in (coarse_limit, fine_limit)]
 
-    def __call__(self, spectrum: np.ndarray) -> np.ndarray:
-        """The shift of a chunk, from its ``(n, rows, cols // 2 + 1)`` spectrum."""
-        return self.from_block(spectrum[:, self.rows, self.cols].mean(axis=0))
+    def __call__(self, spectrum: np.ndarray) -> np.ndarray | None:
+        """The shift to move a chunk back by, from its ``(n, rows, cols // 2 + 1)`` spectrum (see :meth:`follow`)."""
+        return self.follow(spectrum[:, self.rows, self.cols].mean(axis=0))
 
-    def from_block(self, block: np.ndarray) -> np.ndarray:
-        """The shift, from the chunk's mean spectrum at ``[rows, cols]`` only (what a GPU sends back)."""
+    def follow(self, block: np.ndarray) -> np.ndarray | None:
+        """The shift to move a chunk back by, from its mean spectrum at ``[rows, cols]`` only (what
+        a GPU sends back); None when it moved ``FOLLOW_BEYOND_PX`` or less (measured as it is)."""
+        shift = self.estimate(block)
+        return shift if np.hypot(*shift) > FOLLOW_BEYOND_PX else None
+
+    def estimate(self, block: np.ndarray) -> np.ndarray:
+        """The shift, from the chunk's mean spectrum at ``[rows, cols]``."""
         cross = block * self.conj_reference
         shift = np.zeros(2)
         for use in self.steps:

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from .config import check_device
-from .drift import FOLLOW_BEYOND_PX, ShiftEstimator
+from .drift import ShiftEstimator
 from .errors import InputError
 from .motion import BandReference
 from .pyramid import SteerablePyramid
@@ -208,10 +208,8 @@ class TorchPhaseSums:
             spectrum = self.spectrum(x)
             if self.estimate_shift is not None:
                 block = spectrum[:, self.shift_rows, self.estimate_shift.cols].mean(dim=0).cpu().numpy()
-                shift = self.estimate_shift.from_block(block)
-                if np.hypot(*shift) <= FOLLOW_BEYOND_PX:
-                    shift = None
-                else:
+                shift = self.estimate_shift.follow(block)
+                if shift is not None:
                     fy, fx = self.frequencies
                     spectrum = spectrum * torch.exp(2j * np.pi * (fy * shift[0] + fx * shift[1])).to(spectrum.dtype)
             per_band = []
