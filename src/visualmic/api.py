@@ -532,9 +532,8 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     direction: float | None = None
     grid, choice = 1, {}
     if prepared is not None:
-        band_signals, direction, combo, grid, choice = _combine_channels(
+        band_signals, direction, combo, displacement, grid, choice = _combine_channels(
             measured, pyramid, prepared, fps=fps, highpass_hz=highpass_hz, opts=opts, notes=notes)
-        displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz)
     else:
         band_signals = measured.T
         combo = davis2014_combine(band_signals)
@@ -574,8 +573,9 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
 def _combine_channels(
     measured: np.ndarray, pyramid: SteerablePyramid, prepared: list[BandReference], *, fps: float,
     highpass_hz: float, opts: RecoverOptions, notes: list[str],
-) -> tuple[np.ndarray, float, Combination, int, dict]:
-    """Channel signals, direction, combination, regions per side and (``regions="auto"``) the choice.
+) -> tuple[np.ndarray, float, Combination, np.ndarray, int, dict]:
+    """Channel signals, direction, combination, its high-passed displacement, regions per side and
+    (``regions="auto"``) the choice.
 
     Measured in regions, a band can also be combined as a whole (its regions'
     sums added up: exactly the whole band's measurement). ``"auto"`` combines
@@ -595,22 +595,24 @@ def _combine_channels(
         noise_model = band_noise_covariance(pyramid, prepared, motion.unit_vector, merge_regions=merge)
         combo = combine_bands(motion.signals_px, noise_covariance=noise_model, fps=fps, highpass_hz=highpass_hz,
                               max_lag=opts.max_lag)
-        snr = estimated_snr_db(highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz), combo.noise_floor_px,
-                               rate_hz=fps, band_hz=(highpass_hz, fps / 2))
-        return motion, combo, snr
+        return motion, combo, highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz)
+
+    def snr(result) -> float:
+        return estimated_snr_db(result[2], result[1].noise_floor_px, rate_hz=fps, band_hz=(highpass_hz, fps / 2))
 
     if regions == 1 or opts.regions != "auto":
-        motion, combo, _ = combined(False)
-        return motion.signals_px, motion.direction_deg, combo, grid, {}
+        motion, combo, displacement = combined(False)
+        return motion.signals_px, motion.direction_deg, combo, displacement, grid, {}
     whole, regional = combined(True), combined(False)
-    keep_regions = regional[2] > max(whole[2] + AUTO_MARGIN_DB, AUTO_FLOOR_DB)
-    motion, combo, _ = regional if keep_regions else whole
-    choice = {"whole_frame_db": whole[2], "regions_db": regional[2], "grid": grid,
+    whole_db, regions_db = snr(whole), snr(regional)
+    keep_regions = regions_db > max(whole_db + AUTO_MARGIN_DB, AUTO_FLOOR_DB)
+    motion, combo, displacement = regional if keep_regions else whole
+    choice = {"whole_frame_db": whole_db, "regions_db": regions_db, "grid": grid,
               "chosen": "regions" if keep_regions else "whole frame"}
     if keep_regions:
         notes.append(f"parts of the surface move differently: combined in {grid}x{grid} regions "
-                     f"(estimated SNR {regional[2]:.1f} dB against {whole[2]:.1f} dB for the frame as a whole)")
-    return motion.signals_px, motion.direction_deg, combo, grid if keep_regions else 1, choice
+                     f"(estimated SNR {regions_db:.1f} dB against {whole_db:.1f} dB for the frame as a whole)")
+    return motion.signals_px, motion.direction_deg, combo, displacement, grid if keep_regions else 1, choice
 
 
 @dataclass
