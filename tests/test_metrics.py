@@ -16,11 +16,13 @@ def test_snr_recovers_known_delay_gain_and_noise(lag, gain, snr, seed):
     est = gain * np.roll(ref, lag) + noise
     a = align(est, ref)
     measured = snr_db(est, ref, fps=2200, trim=50)
+    # Sampling error of the measure from 20,000 samples: noise power 4.34 sqrt(2/N) = 0.04 dB, fitted
+    # gain 4.34 sqrt(4/(N snr)) = 0.06 dB at 0 dB; 0.4 dB is over 5 standard deviations.
     if snr > 0:  # the true lag stands out: everything is exact
         assert a.lag == lag and np.sign(a.gain) == np.sign(gain)
-        assert measured == pytest.approx(snr, abs=0.3)
+        assert measured == pytest.approx(snr, abs=0.4)
     else:  # a best-lag search can only find a better-looking lag than the true one
-        assert snr - 0.3 < measured < snr + 1.5
+        assert snr - 0.4 < measured < snr + 1.5
 
 
 def test_band_limited_snr_ignores_out_of_band_noise():

@@ -66,7 +66,11 @@ class ShiftEstimator:
         self.fx = np.broadcast_to(fx[:, self.cols], self.fy.shape)
         self.conj_reference = np.conj(reference_spectrum[self.rows, self.cols])
         nonzero = (self.fy != 0) | (self.fx != 0)
-        self.steps = [nonzero & (np.abs(self.fy) <= limit) & (self.fx <= limit) for limit in (coarse_limit, fine_limit)]
+        # Each step: which bins of the block it fits, and their frequencies (2, bins).
+        self.steps = []
+        for limit in (coarse_limit, fine_limit):
+            use = nonzero & (np.abs(self.fy) <= limit) & (self.fx <= limit)
+            self.steps.append((use, np.stack([self.fy[use], self.fx[use]])))
 
     def __call__(self, spectrum: np.ndarray) -> np.ndarray | None:
         """The shift to move a chunk back by, from its ``(n, rows, cols // 2 + 1)`` spectrum (see :meth:`follow`)."""
@@ -75,29 +79,36 @@ class ShiftEstimator:
     def follow(self, block: np.ndarray) -> np.ndarray | None:
         """The shift to move a chunk back by, from its mean spectrum at ``[rows, cols]`` only (what
         a GPU sends back); None when it moved ``FOLLOW_BEYOND_PX`` or less (measured as it is)."""
-        shift = self.estimate(block)
+        shift = self.estimate(block, settle_below_px=FOLLOW_BEYOND_PX / 2)
         return shift if np.hypot(*shift) > FOLLOW_BEYOND_PX else None
 
-    def estimate(self, block: np.ndarray) -> np.ndarray:
-        """The shift, from the chunk's mean spectrum at ``[rows, cols]``."""
+    def estimate(self, block: np.ndarray, *, settle_below_px: float = 0.0) -> np.ndarray:
+        """The shift, from the chunk's mean spectrum at ``[rows, cols]``; the fine step is skipped
+        when the coarse one moved ``settle_below_px`` or less."""
         cross = block * self.conj_reference
         shift = np.zeros(2)
-        for use in self.steps:
-            residual = cross[use] * np.exp(2j * np.pi * (self.fy[use] * shift[0] + self.fx[use] * shift[1]))
-            root_weight = np.sqrt(np.abs(residual))
-            design = -2 * np.pi * np.stack([self.fy[use], self.fx[use]], axis=1) * root_weight[:, None]
-            target = np.angle(residual) * root_weight
-            if target.size < 4 or not root_weight.any():
-                return shift
+        for step, (use, freqs) in enumerate(self.steps):
+            if step and np.hypot(*shift) <= settle_below_px:
+                break
+            residual = cross[use]
+            if shift.any():
+                residual = residual * np.exp(2j * np.pi * (shift @ freqs))
+            weight = np.abs(residual)
+            if freqs.shape[1] < 4 or not weight.any():
+                break
+            # Weighted least squares of the phase on -2 pi f.d (weights: the magnitude).
+            phase, design = np.angle(residual), -2 * np.pi * freqs
+            normal = (design * weight) @ design.T
+            right = (design * weight) @ phase
+            values, vectors = np.linalg.eigh(normal)
+            determined = values > 1e-12 * values[-1]
+            full = vectors[:, determined] @ (vectors[:, determined].T @ right / values[determined])
+            misfit = float(weight @ (phase - full @ design) ** 2) / (phase.size - 2)
             # Only directions the fit determines to within MAX_ERROR_PX move the chunk: a
             # texture without detail along y, or frames of pure noise, leave it where it is.
-            normal = design.T @ design
-            values, vectors = np.linalg.eigh(normal)
-            full = np.linalg.lstsq(design, target, rcond=None)[0]
-            misfit = float(np.sum((target - design @ full) ** 2)) / (target.size - 2)
             for value, vector in zip(values, vectors.T):
                 if value > 0 and misfit / value < MAX_ERROR_PX**2:
-                    shift = shift + vector * (vector @ design.T @ target) / value
+                    shift = shift + vector * (vector @ right) / value
         return shift
 
 

@@ -22,6 +22,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 from .kernels import fused_available, fused_phase_sums, region_segments
 from .pyramid import Band, SteerablePyramid
@@ -49,25 +50,23 @@ class BandReference:
     ----------
     conj_ref : ndarray
         Conjugated reference coefficients, flattened.
-    phase_weights : ndarray
-        ``(2 R, P)``: ``A**2 grad(phi)`` (y and x) in each of the R regions (zero
-        outside it), times taper and pixel area.
-    amplitude_weights : ndarray
-        ``(2 R, P)``: ``grad(A) / A`` likewise; multiplies ``Re(c conj(c_r))``.
-    offset : ndarray
-        ``(2 R,)``: the constant that makes the amplitude term zero for the reference itself.
-    fisher : ndarray
-        ``(R, 2, 2)`` normal matrix of each region (information per unit noise).
+    weights : ndarray
+        ``(4, P)`` float32 per coefficient, times taper and pixel area:
+        ``A**2 grad(phi)`` (y, x), which multiply the phase difference, and
+        ``grad(A) / A`` (y, x), which multiply ``Re(c conj(c_r))``.
     labels : ndarray
         ``(P,)`` region of every coefficient.
+    offset : ndarray
+        ``(R, 2)``: the constant that makes the amplitude term zero for the reference itself.
+    fisher : ndarray
+        ``(R, 2, 2)`` normal matrix of each region (information per unit noise).
     """
 
     conj_ref: np.ndarray
-    phase_weights: np.ndarray
-    amplitude_weights: np.ndarray
+    weights: np.ndarray
+    labels: np.ndarray
     offset: np.ndarray
     fisher: np.ndarray
-    labels: np.ndarray
 
     @property
     def regions(self) -> int:
@@ -75,13 +74,24 @@ class BandReference:
         return self.fisher.shape[0]
 
     @functools.cached_property
+    def region_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """Phase and amplitude weights spread over regions: two ``(2 R, P)`` matrices, row
+        ``2 r + i`` holding component i (y, x) on region r's coefficients and zero elsewhere
+        (the form matrix products want)."""
+        inside = self.labels[None, :] == np.arange(self.regions)[:, None]  # (R, P)
+        spread = [(inside[:, None, :] * part[None]).reshape(2 * self.regions, -1).astype(np.float32)
+                  for part in (self.weights[0:2], self.weights[2:4])]
+        return spread[0], spread[1]
+
+    @functools.cached_property
     def _amplitude_interleaved(self) -> np.ndarray:
         """``(2P, 2R + 2)``: amplitude weights at the real parts' positions of an interleaved
         complex array, a column giving the frame's brightness gain ``sum Re(q) / sum A**2``, and a
         zero column (an odd width takes a much slower BLAS path: 1.5 ms against 1.1 ms at 704²)."""
-        pixels, channels = self.amplitude_weights.shape[1], self.amplitude_weights.shape[0]
+        amplitude = self.region_weights[1]
+        pixels, channels = amplitude.shape[1], amplitude.shape[0]
         out = np.zeros((2 * pixels, channels + 2), dtype=np.float32)
-        out[0::2, :channels] = self.amplitude_weights.T
+        out[0::2, :channels] = amplitude.T
         out[0::2, channels] = self._inverse_power
         return out
 
@@ -93,13 +103,9 @@ class BandReference:
     @functools.cached_property
     def _fused_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What :func:`visualmic.kernels.fused_phase_sums` reads: the reference's real and
-        imaginary parts, the four weights of every coefficient (its region's rows), its segments."""
-        rows = np.arange(self.labels.size)
-        pick = 2 * self.labels
-        weights = np.stack([self.phase_weights[pick, rows], self.phase_weights[pick + 1, rows],
-                            self.amplitude_weights[pick, rows], self.amplitude_weights[pick + 1, rows]])
+        imaginary parts, the four weights of every coefficient, its segments."""
         parts = np.stack([self.conj_ref.real, self.conj_ref.imag])
-        return parts.astype(np.float32), weights.astype(np.float32), region_segments(self.labels)
+        return parts.astype(np.float32), self.weights, region_segments(self.labels)
 
 
 def region_labels(shape: tuple[int, int], spacing_px: tuple[float, float], frame_shape: tuple[int, int],
@@ -165,40 +171,40 @@ def prepare_references(
     >>> pyr = SteerablePyramid((32, 32))
     >>> frames = np.random.default_rng(0).random((2, 32, 32), dtype=np.float32)
     >>> refs = prepare_references(pyr, reference_bands(pyr.bands(frames)), grid=2)
-    >>> refs[0].fisher.shape, refs[0].phase_weights.shape
-    ((4, 2, 2), (8, 480))
+    >>> refs[0].fisher.shape, refs[0].weights.shape
+    ((4, 2, 2), (4, 480))
     """
     out = []
+    regions = grid * grid
     for index, (info, ref) in enumerate(zip(pyramid.bands_info, references)):
         grad = pyramid.band_gradient(ref, index)  # (2, rows, cols)
         product = np.conj(ref)[None] * grad  # A grad(A) + i A**2 grad(phi)
-        power = np.abs(ref) ** 2
+        power = (np.abs(ref) ** 2).reshape(-1)
         floor = 1e-6 * max(float(power.mean()), 1e-30)
         margin = (border_px / info.spacing_px[0], border_px / info.spacing_px[1])
-        weight = _border_taper(info.shape, margin) * info.area_px
-        amp_grad = product.real  # A grad(A)
+        weight = (_border_taper(info.shape, margin) * info.area_px).reshape(-1)
         labels = region_labels(info.shape, info.spacing_px, pyramid.shape, grid).reshape(-1)
-        inside = (labels[None, :] == np.arange(grid * grid)[:, None]).astype(float)  # (R, P)
-        pw = product.imag.reshape(2, -1)
-        aw = amp_grad.reshape(2, -1)
-        flat_weight = weight.reshape(-1)
-        phase_w = (inside[:, None, :] * (pw * flat_weight)[None]).reshape(-1, pw.shape[1])
-        amp_w = (inside[:, None, :] * (aw / (power.reshape(-1) + floor) * flat_weight)[None]).reshape(-1, aw.shape[1])
-        offset = (inside[:, None, :] * (aw * flat_weight)[None]).sum(axis=2).reshape(-1)
+        phase_w = product.imag.reshape(2, -1) * weight  # A^2 grad(phi)
+        amp_grad = product.real.reshape(2, -1)  # A grad(A)
+        amp_w = amp_grad * (weight / (power + floor))
+
+        def per_region(values: np.ndarray) -> np.ndarray:
+            return np.stack([np.bincount(labels, weights=v, minlength=regions) for v in values], axis=-1)
+
+        offset = per_region(amp_grad * weight)  # (R, 2)
         # Normal matrix: sum of A^2 (k k^T + a a^T) with k = grad(phi), a = grad(A)/A,
         # i.e. sum of (A^2 k)(A^2 k)^T / A^2 + (A grad A)(A grad A)^T / A^2, per region.
-        inv_power = flat_weight / (power.reshape(-1) + floor)
-        fisher = np.einsum("rp,ip,jp->rij", inside, pw * inv_power, pw) + np.einsum(
-            "rp,ip,jp->rij", inside, aw * inv_power, aw
-        )
+        inv_power = weight / (power + floor)
+        pw, aw = product.imag.reshape(2, -1), amp_grad
+        yy, xy, xx = (pw[i] * pw[j] * inv_power + aw[i] * aw[j] * inv_power for i, j in ((0, 0), (1, 0), (1, 1)))
+        fisher = per_region(np.stack([yy, xy, xy, xx])).reshape(regions, 2, 2)
         out.append(
             BandReference(
                 conj_ref=np.conj(ref).reshape(-1).astype(np.complex64),
-                phase_weights=phase_w.astype(np.float32),
-                amplitude_weights=amp_w.astype(np.float32),
+                weights=np.concatenate([phase_w, amp_w]).astype(np.float32),
+                labels=labels,
                 offset=offset,
                 fisher=fisher,
-                labels=labels,
             )
         )
     return out
@@ -242,9 +248,9 @@ def _band_sums_numpy(band: np.ndarray, ref: BandReference) -> np.ndarray:
     # is made blind to the frame's brightness (flicker): under a gain g, Re(q) = g A^2, so
     # g times the offset is what the reference itself would give.
     amplitude = q.view(np.float32) @ ref._amplitude_interleaved
-    channels = ref.amplitude_weights.shape[0]
+    channels = 2 * ref.regions
     gain = amplitude[:, channels : channels + 1]
-    sums = dphi @ ref.phase_weights.T + amplitude[:, :channels] - gain * ref.offset
+    sums = dphi @ ref.region_weights[0].T + amplitude[:, :channels] - gain * ref.offset.reshape(-1)
     return sums.reshape(band.shape[0], ref.regions, 2)
 
 
@@ -253,7 +259,7 @@ def _band_sums_fused(band: np.ndarray, ref: BandReference) -> np.ndarray:
     parts, weights, segments = ref._fused_inputs
     raw = fused_phase_sums(band, parts, weights, segments, ref.regions)
     gain = raw[:, :, 4].sum(axis=1)[:, None, None] * ref._inverse_power  # over the whole band
-    return raw[:, :, 0:2] + raw[:, :, 2:4] - gain * ref.offset.reshape(ref.regions, 2)
+    return raw[:, :, 0:2] + raw[:, :, 2:4] - gain * ref.offset
 
 
 def merge_regions(sums: np.ndarray, fisher: np.ndarray, regions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -284,13 +290,15 @@ def merge_regions(sums: np.ndarray, fisher: np.ndarray, regions: int) -> tuple[n
 def band_noise_covariance(
     pyramid: SteerablePyramid, references: list[BandReference], direction: np.ndarray, *, merge_regions: bool = False
 ) -> np.ndarray:
-    """Covariance of the bands' displacement estimates under white pixel noise of unit variance.
+    """Covariance of the channels' displacement estimates under white pixel noise of unit variance.
 
-    To first order, band b's estimate along ``direction`` is a linear function
-    of the image, ``s_b = sum_y h_b(y) I(y)``; its kernel ``h_b`` is obtained
-    exactly by the adjoint of the band's crop-and-mask operator.  Bands that
-    overlap in frequency have correlated noise, which this covariance captures
-    (the combination stage uses it; ignoring it over-trusts groups of bands).
+    To first order, a channel's estimate along ``direction`` is a linear function
+    of the image, ``s = sum_y h(y) I(y)``; its kernel ``h`` is exactly the adjoint
+    of the band's crop-and-mask operator applied to the channel's weights, and
+    the kernels' Gram matrix follows from their spectra on the bands' bins alone
+    (no frame-sized transform). Bands that overlap in frequency have correlated
+    noise, which this covariance captures (the combination stage uses it;
+    ignoring it over-trusts groups of bands).
 
     Parameters
     ----------
@@ -315,46 +323,99 @@ def band_noise_covariance(
     --------
     >>> pyr = SteerablePyramid((32, 32))
     >>> frames = np.random.default_rng(0).random((2, 32, 32), dtype=np.float32)
-    >>> refs = prepare_references(pyr, reference_bands(pyr.bands(frames)))
+    >>> refs = prepare_references(pyr, reference_bands(pyr.bands(frames)), grid=2)
     >>> band_noise_covariance(pyr, refs, np.array([0.0, 1.0])).shape
+    (8, 8)
+    >>> band_noise_covariance(pyr, refs, np.array([0.0, 1.0]), merge_regions=True).shape
     (2, 2)
     """
-    kernels = []
+    spectra, informations = [], []
     for info, ref in zip(pyramid.bands_info, references):
-        c_ref = np.conj(ref.conj_ref).astype(np.complex128)
+        c_ref = np.conj(ref.conj_ref)
         power = np.abs(c_ref) ** 2
         floor = 1e-6 * max(float(power.mean()), 1e-30)
-        groups = [range(ref.regions)] if merge_regions else [[region] for region in range(ref.regions)]
-        for regions in groups:
-            # The estimate of a group of regions is linear in the sums of its regions.
-            alpha = sum(direction @ ref.amplitude_weights[2 * r : 2 * r + 2] for r in regions)
-            beta = sum(direction @ ref.phase_weights[2 * r : 2 * r + 2] for r in regions)
-            # u.dS = Re sum_x dc(x) conj(v(x)), v = c_ref (alpha + i beta / A^2).
-            v = (c_ref * (alpha + 1j * beta / (power + floor))).reshape(info.shape)
-            information = sum(direction @ ref.fisher[r] @ direction for r in regions)
-            kernels.append(-_image_kernel(v, info, pyramid.shape) / max(information, 1e-300))
-    stacked = np.stack(kernels)
-    return stacked @ stacked.T
+        # A region's estimate is linear in its sums: u.dS = Re sum_x dc(x) conj(v(x)),
+        # v = c_ref (alpha + i beta / A^2) with alpha, beta the amplitude and phase weights
+        # along u (zero outside the region), divided by its information u.F u.
+        along = direction.astype(np.float32) @ ref.weights.reshape(2, 2, -1)  # (phase, amplitude) along u
+        v = c_ref * (along[1] + 1j * (along[0] / (power + floor)))
+        information = np.einsum("i,rij,j->r", direction, ref.fisher, direction)
+        if merge_regions:
+            v, information = v[None], information.sum(keepdims=True)
+        else:
+            v = v[None] * (ref.labels[None, :] == np.arange(ref.regions)[:, None])
+        spectra.append(_kernel_spectra(v.reshape(-1, *info.shape), info, pyramid.shape, workers=pyramid.workers))
+        informations.append(information)
+    information = np.concatenate(informations)
+    scale = np.divide(-1.0, information, out=np.zeros_like(information), where=information > 0)
+    return _kernel_gram(spectra, pyramid.shape) * np.outer(scale, scale)
 
 
-def _image_kernel(v: np.ndarray, info: Band, frame_shape: tuple[int, int]) -> np.ndarray:
-    """``h`` (flattened) such that ``Re sum_x band(I)(x) conj(v(x)) = sum_y h(y) I(y)``: the adjoint
-    of the band's crop-and-mask operator applied to ``v``."""
+def _kernel_spectra(
+    v: np.ndarray, info: Band, frame_shape: tuple[int, int], *, workers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image-domain spectra of the kernels ``h`` with ``Re sum_x band(I)(x) conj(v(x)) = sum_y h(y) I(y)``.
+
+    ``h`` is the adjoint of the band's crop-and-mask operator applied to each
+    ``v`` (``(K, rows, cols)`` at the band's size); its spectrum lives on the
+    band's bins of the frame's ``rfft2`` half plane.  Returns those bins' flat
+    indices (``row * (cols // 2 + 1) + col``, sorted) and ``(K, bins)`` values
+    ``F`` such that ``h = Re(ifft2(F))`` (F zero off the half plane).
+    """
     rows, cols = frame_shape
     half = cols // 2 + 1
-    spectrum_v = np.fft.fft2(v)
-    gather = np.zeros((rows, half), dtype=np.complex128)
-    for block in info.blocks:  # adjoint of BlockCopy: out = src * mask (conjugated for mirrors)
-        part = spectrum_v[block.rows, block.cols]
-        contribution = (part if block.mirror else np.conj(part)) * block.mask
-        if isinstance(block.src_rows, slice) or isinstance(block.src_cols, slice):
-            gather[block.src_rows, block.src_cols] += contribution
-        else:
-            np.add.at(gather, (block.src_rows[:, None], block.src_cols[None, :]), contribution)
-    # h(y) = Re sum_k G(k) exp(-2 pi i k.y) / (h w), k over the rfft half plane.
-    full = np.zeros((rows, cols), dtype=np.complex128)
-    full[:, :half] = np.conj(gather)
-    return (np.real(np.fft.ifft2(full)) * (rows * cols) / (info.shape[0] * info.shape[1])).reshape(-1)
+    spectrum_v = scipy.fft.fft2(v, workers=workers)
+    positions = [
+        (np.arange(rows)[block.src_rows][:, None] * half + np.arange(half)[block.src_cols][None, :]).reshape(-1)
+        for block in info.blocks
+    ]
+    on_support = np.zeros(rows * half, dtype=bool)
+    for where in positions:
+        on_support[where] = True
+    support = np.flatnonzero(on_support)
+    index_of = np.cumsum(on_support) - 1  # a bin's column in the output
+    out = np.zeros((len(v), support.size), dtype=np.complex64)
+    scale = (rows * cols) / (info.shape[0] * info.shape[1])
+    for block, where in zip(info.blocks, positions):  # adjoint of BlockCopy: out = src * mask (conj. for mirrors)
+        part = spectrum_v[:, block.rows, block.cols]
+        # A block's bins are distinct; the zero and Nyquist columns are copied by two blocks and add up.
+        out[:, index_of[where]] += (
+            (np.conj(part) if block.mirror else part) * (np.conj(block.mask) * scale)
+        ).reshape(len(v), -1)
+    return support, out
+
+
+def _kernel_gram(spectra: list[tuple[np.ndarray, np.ndarray]], frame_shape: tuple[int, int]) -> np.ndarray:
+    """``sum_y h_i(y) h_j(y)`` of all kernels from their half-plane spectra (:func:`_kernel_spectra`).
+
+    With ``h = Re(ifft2(F))``, Parseval gives ``(Re sum_k F_i conj(F_j) + Re sum_k F_i(k) F_j(-k)) / (2 N)``
+    for N pixels, the second sum over the bins whose mirror ``-k`` is also on the half plane
+    (the zero and Nyquist columns).
+    """
+    rows, cols = frame_shape
+    half = cols // 2 + 1
+    sizes = [spectrum.shape[0] for _, spectrum in spectra]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    gram = np.zeros((offsets[-1], offsets[-1]))
+    for i, (support_i, f_i) in enumerate(spectra):
+        row, col = np.divmod(support_i, half)
+        self_mirrored = np.flatnonzero((col == 0) | (2 * col == cols))
+        mirrors = ((-row[self_mirrored]) % rows) * half + col[self_mirrored]
+        for j in range(i, len(spectra)):
+            support_j, f_j = spectra[j]
+            if i == j:
+                shared_i, shared_j = f_i, f_i
+            else:
+                _, a, b = np.intersect1d(support_i, support_j, assume_unique=True, return_indices=True)
+                shared_i, shared_j = np.ascontiguousarray(f_i[:, a]), np.ascontiguousarray(f_j[:, b])
+            # Re(x conj(y)) summed is the real dot product of the interleaved parts.
+            total = shared_i.view(np.float32) @ shared_j.view(np.float32).T
+            _, a, b = np.intersect1d(mirrors, support_j, assume_unique=True, return_indices=True)
+            total += (f_i[:, self_mirrored[a]] @ f_j[:, b].T).real
+            block = total / (2 * rows * cols)
+            gram[offsets[i] : offsets[i + 1], offsets[j] : offsets[j + 1]] = block
+            gram[offsets[j] : offsets[j + 1], offsets[i] : offsets[i + 1]] = block.T
+    return gram
 
 
 def davis2014_band_signals(bands: list[np.ndarray], references: list[np.ndarray]) -> np.ndarray:
