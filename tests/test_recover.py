@@ -252,3 +252,23 @@ def test_interrupted_run_resumes_from_its_cache_with_identical_output(tmp_path, 
     read.clear()
     changed = visualmic.recover(path, fps=2200, chunk_frames=50, cache_dir=tmp_path / "cache", scales=1)  # other options
     assert sum(read) >= 1100 and not np.array_equal(changed.audio, uncached.audio)
+
+
+def test_frames_a_codec_copied_are_counted_and_the_estimate_is_flagged(tmp_path):
+    """H.264 at its default quality copies most frames of a 0.05 px vibration: the recovery says so,
+    and says its estimated SNR cannot see the codec's errors; a lossless file has no repeats."""
+    from visualmic.outputs import write_video
+
+    sound = melody(0.5, rate_hz=2200, seed=3)
+    scene = make_scene(sound, amplitude_px=0.05, fps=2200, size=(64, 64), camera=Camera(read_noise=2.0), seed=4)
+    results = {}
+    for name, codec in (("v.mp4", "h264"), ("v.mkv", "ffv1")):
+        write_video(tmp_path / name, scene.frames(), fps=2200, codec=codec)
+        results[codec] = visualmic.recover(tmp_path / name, fps=2200)
+    lossy, lossless = results["h264"], results["ffv1"]
+    assert lossy.repeated_frames > lossy.frames / 2
+    assert any("exact copies" in w and "most of the motion is lost" in w for w in lossy.warnings)
+    assert any("upper bound" in w for w in lossy.warnings)
+    assert lossy.summary()["estimated_snr_is_upper_bound"] and lossy.summary()["repeated_frames"] > 0
+    assert lossless.repeated_frames == 0 and not lossless.summary()["estimated_snr_is_upper_bound"]
+    assert not any("exact copies" in w or "upper bound" in w for w in lossless.warnings)

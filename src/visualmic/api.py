@@ -24,6 +24,7 @@ from .cluster import dask_client, frame_ranges, measure_range
 from .combine import (
     Combination, combine_bands, davis2014_combine, estimated_snr_db, joint_displacement, project_band_motion,
 )
+from .codec import repeated_frames
 from .config import AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, RecoverOptions, check_fps
 from .drift import ShiftEstimator, shift_spectrum
 from .engine import default_chunk_frames, map_ordered, stream_frames
@@ -95,6 +96,9 @@ class Recovery:
     region_choice : dict
         With ``regions="auto"``: the estimated SNR (dB) of the whole-frame and
         the regional combinations, from which ``region_grid`` was chosen.
+    repeated_frames : int
+        Frames that measured exactly as the one before: a codec copied them,
+        keeping no motion (see :mod:`visualmic.codec`).
     """
 
     audio: np.ndarray
@@ -122,6 +126,7 @@ class Recovery:
     device: str = "cpu (numpy/scipy)"
     region_grid: int = 1
     region_choice: dict = field(default_factory=dict)
+    repeated_frames: int = 0
 
     @property
     def region_weights(self) -> np.ndarray:
@@ -173,6 +178,8 @@ class Recovery:
             "direction_deg": self.direction_deg,
             "noise_floor_px": None if not np.isfinite(self.noise_floor_px) else self.noise_floor_px,
             "estimated_snr_db": None if not np.isfinite(self.estimated_snr_db) else self.estimated_snr_db,
+            "estimated_snr_is_upper_bound": bool(self.meta.lossy),
+            "repeated_frames": self.repeated_frames,
             "wall_s": self.wall_s,
             "frames_per_s": self.frames / self.wall_s if self.wall_s > 0 else None,
             "device": self.device,
@@ -538,6 +545,8 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         band_signals = measured.T
         combo = davis2014_combine(band_signals)
         displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz, zero_phase=False)
+    repeated = int(np.count_nonzero(repeated_frames(measured)))
+    warnings += _codec_warnings(meta, repeated, count)
 
     sound, kept, denoise_notes = _denoise(displacement, fps=fps, opts=opts, noise_floor_px=combo.noise_floor_px)
     audio, rate_hz, rate_notes = _at_output_rate(sound, fps=fps, opts=opts)
@@ -567,7 +576,21 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         device=device_description(device),
         region_grid=grid,
         region_choice=choice,
+        repeated_frames=repeated,
     )
+
+
+def _codec_warnings(meta: Meta, repeated: int, count: int) -> list[str]:
+    """What a lossy codec means for the sound and for its estimated SNR."""
+    warnings = []
+    if repeated > 0.01 * count:
+        warnings.append(f"{repeated} of {count} frames ({100 * repeated / count:.0f} %) are exact copies of the one "
+                        "before: the codec kept no motion in them" + ("; most of the motion is lost, expect little "
+                        "of the sound" if repeated > count / 2 else ""))
+    if meta.lossy:
+        warnings.append("the estimated SNR counts camera noise only: a codec's errors are common to every band, so "
+                        "it cannot see them; on this lossy input treat it as an upper bound")
+    return warnings
 
 
 def _combine_channels(
