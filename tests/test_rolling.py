@@ -161,3 +161,19 @@ def test_calibration_refuses_a_flicker_the_frame_rate_cannot_see(tmp_path):
     np.save(tmp_path / "v.npy", np.concatenate(list(scene.frames())))
     result = CliRunner().invoke(main, ["calibrate", str(tmp_path / "v.npy"), "--fps", "60", "--flicker-hz", "120"])
     assert result.exit_code == 2 and "multiple of 60 fps" in result.output
+
+
+def test_lossy_rolling_shutter_video_flags_its_estimate(tmp_path):
+    """Phone video is mostly H.264: the rolling-shutter recovery says its estimated SNR is an upper
+    bound there, and counts the frames the codec copied, as the global one does."""
+    from visualmic.outputs import write_video
+
+    scene = _scene(melody(1.0, rate_hz=AUDIO_RATE, seed=2))
+    write_video(tmp_path / "v.mp4", scene.frames(), fps=FPS, codec="h264")
+    lossy = recover_rolling(tmp_path / "v.mp4", fps=FPS, line_delay_s=40e-6)
+    assert any("upper bound" in w for w in lossy.warnings) and any("exact copies" in w for w in lossy.warnings)
+    summary = lossy.summary()
+    assert summary["estimated_snr_is_upper_bound"] and summary["repeated_frames"] == lossy.repeated_frames > 0
+    lossless = recover_rolling(np.concatenate(list(scene.frames())), fps=FPS, line_delay_s=40e-6)
+    assert lossless.repeated_frames == 0 and not lossless.summary()["estimated_snr_is_upper_bound"]
+    assert not any("upper bound" in w for w in lossless.warnings)

@@ -588,8 +588,9 @@ def _codec_warnings(meta: Meta, repeated: int, count: int) -> list[str]:
                         "before: the codec kept no motion in them" + ("; most of the motion is lost, expect little "
                         "of the sound" if repeated > count / 2 else ""))
     if meta.lossy:
-        warnings.append("the estimated SNR counts camera noise only: a codec's errors are common to every band, so "
-                        "it cannot see them; on this lossy input treat it as an upper bound")
+        warnings.append("the estimated SNR counts camera noise only: a codec's errors are common to neighbouring "
+                        "bands and rows, whose disagreement measures the noise, so it cannot see them; on this "
+                        "lossy input treat it as an upper bound")
     return warnings
 
 
@@ -1020,6 +1021,9 @@ class RollingRecovery:
         The band kept: from the high-pass to the exposure's and the grid's limit.
     noise_floor_px : float
         Noise of one row's displacement (std), from neighbouring rows' disagreement.
+    repeated_frames : int
+        Frames whose rows measured exactly as the frame before: a codec copied them
+        (see :mod:`visualmic.codec`).
     """
 
     audio: np.ndarray
@@ -1038,6 +1042,7 @@ class RollingRecovery:
     wall_s: float
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    repeated_frames: int = 0
 
     @property
     def observed_fraction(self) -> float:
@@ -1074,6 +1079,8 @@ class RollingRecovery:
             "rate_hz": self.rate_hz,
             "noise_floor_px": self.noise_floor_px,
             "estimated_snr_db": self.estimated_snr_db,
+            "estimated_snr_is_upper_bound": bool(self.meta.lossy),
+            "repeated_frames": self.repeated_frames,
             "duration_s": self.frames / timing.fps,
             "wall_s": self.wall_s,
             "notes": self.notes,
@@ -1193,6 +1200,8 @@ def recover_rolling(
                                                threads=threads)))
         if rows.shape[0] < 2:
             raise InputError(f"{meta.path}: {rows.shape[0]} frame decoded; a rolling-shutter recovery needs several")
+        repeated = int(np.count_nonzero(repeated_frames(rows[:, usable])))
+        warnings += _codec_warnings(meta, repeated, rows.shape[0])
         rows[:, ~usable] = np.nan
         rows = remove_row_offsets(rows, per_frame=frame_offsets)
         neighbours = np.diff(rows, axis=1)
@@ -1229,7 +1238,7 @@ def recover_rolling(
             observed=observed, row_displacement_px=rows, band_hz=(float(highpass_hz), top),
             noise_floor_px=noise_floor, timing=timing, fps_origin=fps_origin, frames=rows.shape[0],
             roi=roi_checked, meta=meta, wall_s=time.perf_counter() - started, notes=notes,
-            warnings=warnings + meta.warnings,
+            warnings=warnings + meta.warnings, repeated_frames=repeated,
         )
     finally:
         src.close()
