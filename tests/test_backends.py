@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import visualmic
-from visualmic import kernels, motion
+from visualmic import fftlib, kernels, motion
 from visualmic.errors import InputError
+from visualmic.gpu import device_description
 from visualmic.metrics import snr_db
 from visualmic.pyramid import SteerablePyramid
 
@@ -119,6 +121,50 @@ def test_recover_on_cuda_equals_cpu(melody_scene, melody_frames):
     assert np.corrcoef(numpy_path.displacement_px, on_gpu.displacement_px)[0, 1] > 0.99999
 
 
+@pytest.fixture
+def fft_library(monkeypatch):
+    """Choose the FFT library for one test (``VISUALMIC_FFT``), restoring the process's choice after."""
+
+    def choose(name: str) -> str:
+        monkeypatch.setenv("VISUALMIC_FFT", name)
+        fftlib.fft_library.cache_clear()
+        return fftlib.fft_library()
+
+    yield choose
+    monkeypatch.undo()
+    fftlib.fft_library.cache_clear()
+
+
+@torch_missing
+@pytest.mark.parametrize("size, scales, periodic", [((96, 96), 2, False), ((37, 50), 1, True), ((80, 100), 3, True)])
+def test_pyramid_bands_are_the_same_with_either_fft_library(fft_library, size, scales, periodic):
+    frames = (np.random.default_rng(1).random((5, *size)) * 200).astype(np.float32)
+    pyramid = SteerablePyramid(size, scales=scales, orientations=3, workers=1, periodic=periodic)
+    assert fft_library("scipy") == "scipy"
+    by_scipy = pyramid.bands(frames)
+    assert fft_library("torch") == "torch"
+    by_torch = pyramid.bands(frames)
+    for a, b in zip(by_scipy, by_torch):
+        assert a.dtype == b.dtype == np.complex64
+        np.testing.assert_allclose(b, a, rtol=0, atol=2e-6 * np.abs(a).max())
+
+
+@torch_missing
+def test_recover_with_either_fft_library_gives_the_same_audio(fft_library, melody_frames):
+    fft_library("scipy")
+    by_scipy = visualmic.recover(melody_frames[:600], fps=2200)
+    assert by_scipy.device == f"cpu (numpy; FFTs: scipy {scipy.__version__} (pocketfft))"
+    fft_library("torch")
+    by_torch = visualmic.recover(melody_frames[:600], fps=2200)
+    assert by_torch.device.startswith("cpu (numpy; FFTs: torch ")
+    assert np.corrcoef(by_scipy.displacement_px, by_torch.displacement_px)[0, 1] > 0.99999
+
+
+def test_unknown_fft_library_is_a_one_line_error(fft_library):
+    with pytest.raises(InputError, match="VISUALMIC_FFT='fftw': choose one of auto, scipy, torch"):
+        fft_library("fftw")
+
+
 def test_unknown_or_missing_devices_are_one_line_errors(melody_frames):
     with pytest.raises(InputError, match="unknown device 'tpu'"):
         visualmic.recover(melody_frames, fps=2200, device="tpu")
@@ -130,8 +176,8 @@ def test_unknown_or_missing_devices_are_one_line_errors(melody_frames):
 def test_auto_device_falls_back_to_the_cpu_without_a_gpu(melody_frames):
     rec = visualmic.recover(melody_frames[:400], fps=2200)
     if torch is None or not torch.cuda.is_available():
-        assert rec.device == "cpu (numpy/scipy)"
-        assert rec.summary()["device"] == "cpu (numpy/scipy)"
+        assert rec.device == device_description(None) == f"cpu (numpy; FFTs: {fftlib.fft_description()})"
+        assert rec.summary()["device"] == rec.device
 
 
 @torch_missing

@@ -123,7 +123,7 @@ class Recovery:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     kept_tones_hz: list[float] = field(default_factory=list)
-    device: str = "cpu (numpy/scipy)"
+    device: str = "cpu"
     region_grid: int = 1
     region_choice: dict = field(default_factory=dict)
     repeated_frames: int = 0
@@ -378,8 +378,8 @@ def _stream_measurements(
         raise InputError(f"{src.meta.path}: the frames are uniform: there is no texture to measure motion from "
                          "(choose a textured region with --roi)")
     threads = opts.threads or os.cpu_count() or 1
-    # Chunks run in parallel threads, so each FFT uses one.
-    pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1 if threads > 1 else None)
+    # Chunks run in ``threads`` parallel threads, so each of scipy's FFTs uses one.
+    pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1)
     # The reference frames' bands and summed spectrum, computed in parallel like every other chunk.
     def bands_and_spectrum_sum(piece: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         spectrum = pyramid.spectrum(piece)

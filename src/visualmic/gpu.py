@@ -24,6 +24,7 @@ import numpy as np
 from .config import check_device
 from .drift import ShiftEstimator
 from .errors import InputError
+from .fftlib import fft_description
 from .motion import BandReference
 from .pyramid import SteerablePyramid
 
@@ -91,11 +92,11 @@ def device_description(device: str | None) -> str:
 
     Examples
     --------
-    >>> device_description(None)
-    'cpu (numpy/scipy)'
+    >>> device_description(None).startswith("cpu (numpy; FFTs: ")
+    True
     """
     if device is None:
-        return "cpu (numpy/scipy)"
+        return f"cpu (numpy; FFTs: {fft_description()})"
     torch = _torch()
     if device.startswith("cuda"):
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__})"

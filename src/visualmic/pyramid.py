@@ -17,6 +17,8 @@ Two things differ from those implementations, both for speed and accuracy:
   hence of the motion information.  ``highpass="drop"`` gives the classical
   pyramid, band for band equal to pyrtools'.
 
+The FFTs are :mod:`visualmic.fftlib`'s (MKL through torch where installed).
+
 Frequencies are in cycles per pixel of the input frame throughout.
 """
 
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 from scipy.special import factorial
+
+from .fftlib import ifft2, rfft2
 
 __all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales", "wraps_smoothly"]
 
@@ -171,7 +175,7 @@ class SteerablePyramid:
         ``"merge"`` folds the high-pass residual into the finest bands (more
         motion information); ``"drop"`` is the classical pyramid.
     workers : int, optional
-        Threads for the FFTs (default: all cores).
+        Threads for scipy's FFTs (default: all cores; torch's FFTs use torch's threads).
     periodic : bool
         Analyse each frame's periodic component (Moisan's periodic-plus-smooth
         decomposition): the FFT's wrap-around then joins no unrelated content at
@@ -310,7 +314,7 @@ class SteerablePyramid:
         frames = np.asarray(frames, dtype=np.float32)
         if frames.shape[-2:] != self.shape:
             raise ValueError(f"frames are {frames.shape[-2:]}, the pyramid was built for {self.shape}")
-        spectrum = scipy.fft.rfft2(frames, workers=self.workers)
+        spectrum = rfft2(frames, workers=self.workers)
         if self.periodic:
             spectrum -= self._smooth_component_spectrum(frames)
         return spectrum
@@ -343,7 +347,7 @@ class SteerablePyramid:
 
     def band(self, spectrum: np.ndarray, index: int) -> np.ndarray:
         """Complex coefficients of band ``index``, shape ``(n, *band.shape)``."""
-        return scipy.fft.ifft2(self.band_spectrum(spectrum, index), workers=self.workers, overwrite_x=True)
+        return ifft2(self.band_spectrum(spectrum, index), workers=self.workers)
 
     def bands(self, frames: np.ndarray) -> list[np.ndarray]:
         """All bands of a batch of frames ``(n, rows, cols)``, finest scale first."""

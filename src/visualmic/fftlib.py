@@ -1,0 +1,126 @@
+"""The pyramid's FFTs: Intel MKL through torch where it is installed, else scipy's pocketfft.
+
+Fourier transforms are most of a recovery's work: one ``rfft2`` per frame and
+one inverse FFT per band (``fft_floor`` in ``benchmarks/speed.py``). On x86
+processors MKL, which every x86 build of torch carries, computes them 1.3 to
+1.8 times faster than scipy's pocketfft (float32, 128² to 704² frames, two
+cores, measured side by side: ``fft_floor`` and ``fft_floor_scipy`` in
+``benchmarks/results/speed.json``). So where torch is installed with MKL
+(``pip install 'visualmic[gpu]'``, or a CPU build of torch), the CPU path uses
+it for these transforms; the arrays stay numpy arrays (torch views them
+without a copy), and the rest of the work is unchanged.
+
+``VISUALMIC_FFT=scipy`` (or ``torch``) forces the choice; ``auto`` (the default)
+takes torch only when it has MKL (ARM builds of torch use pocketfft, no faster
+than scipy's) and is importable. Importing torch takes about a second, once per
+process. With torch, the number of FFT threads is torch's own
+(``torch.set_num_threads``, ``OMP_NUM_THREADS``); ``workers`` applies to scipy.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+
+import numpy as np
+import scipy.fft
+
+from .errors import InputError
+
+__all__ = ["fft_library", "fft_description", "rfft2", "ifft2", "limit_fft_threads"]
+
+LIBRARIES = ("auto", "scipy", "torch")
+
+
+@functools.cache
+def fft_library() -> str:
+    """``"torch"`` or ``"scipy"``: the library that computes the pyramid's FFTs in this process.
+
+    Raises
+    ------
+    InputError
+        ``VISUALMIC_FFT`` names an unknown library, or ``torch`` where it is not installed.
+
+    Examples
+    --------
+    >>> fft_library() in ("torch", "scipy")
+    True
+    """
+    wanted = os.environ.get("VISUALMIC_FFT", "auto").strip().lower() or "auto"
+    if wanted not in LIBRARIES:
+        raise InputError(f"VISUALMIC_FFT={wanted!r}: choose one of {', '.join(LIBRARIES)}")
+    if wanted == "scipy":
+        return "scipy"
+    if importlib.util.find_spec("torch") is None:
+        if wanted == "torch":
+            raise InputError("VISUALMIC_FFT=torch, but torch is not installed")
+        return "scipy"
+    import torch
+
+    return "torch" if wanted == "torch" or torch.backends.mkl.is_available() else "scipy"
+
+
+def fft_description() -> str:
+    """A few words naming the FFT library, for reports.
+
+    Examples
+    --------
+    >>> fft_description().startswith(("torch", "scipy"))
+    True
+    """
+    if fft_library() == "torch":
+        import torch
+
+        return f"torch {torch.__version__} (MKL)" if torch.backends.mkl.is_available() else f"torch {torch.__version__}"
+    return f"scipy {scipy.__version__} (pocketfft)"
+
+
+def rfft2(frames: np.ndarray, *, workers: int | None = None) -> np.ndarray:
+    """2-D real FFT over the last two axes of float32 ``frames``: complex64, ``(..., rows, cols // 2 + 1)``.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).random((2, 8, 8), dtype=np.float32)
+    >>> np.allclose(rfft2(x), np.fft.rfft2(x), atol=1e-4)
+    True
+    """
+    frames = np.ascontiguousarray(frames, dtype=np.float32)
+    if fft_library() == "torch":
+        import torch
+
+        return torch.fft.rfft2(torch.from_numpy(frames)).numpy()
+    return scipy.fft.rfft2(frames, workers=workers)
+
+
+def ifft2(spectra: np.ndarray, *, workers: int | None = None) -> np.ndarray:
+    """2-D inverse FFT over the last two axes of complex64 ``spectra`` (may overwrite them).
+
+    Examples
+    --------
+    >>> s = np.fft.fft2(np.eye(4)).astype(np.complex64)
+    >>> np.allclose(ifft2(s.copy()), np.eye(4), atol=1e-6)
+    True
+    """
+    spectra = np.ascontiguousarray(spectra, dtype=np.complex64)
+    if fft_library() == "torch":
+        import torch
+
+        return torch.fft.ifft2(torch.from_numpy(spectra)).numpy()
+    return scipy.fft.ifft2(spectra, workers=workers, overwrite_x=True)
+
+
+def limit_fft_threads(count: int) -> None:
+    """Let the FFT library use at most ``count`` threads in this process (torch's FFTs; scipy takes ``workers``).
+
+    For programs that own the process, such as the command line's ``--threads``.
+
+    Examples
+    --------
+    >>> limit_fft_threads(os.cpu_count() or 1)
+    """
+    if fft_library() == "torch":
+        import torch
+
+        if count < torch.get_num_threads():
+            torch.set_num_threads(max(1, int(count)))
