@@ -4,10 +4,13 @@ For each frame size (1 scale x 2 orientations, the configuration of the speed
 goals) it measures, in frames per second:
 
 * ``fft_floor``: one ``rfft2`` of the frame plus one inverse FFT per band at the
-  band's cropped size (``scipy.fft``, all cores): no implementation of the
-  method can avoid this work;
+  band's cropped size, all cores, with the FFT library visualmic uses here
+  (:mod:`visualmic.fftlib`: MKL through torch where installed): no
+  implementation of the method can avoid this work; ``fft_floor_scipy`` the
+  same with scipy's pocketfft;
 * ``npy``: ``visualmic.recover`` end to end from a memory-mapped ``.npy``
-  (numba's fused kernel when installed, as by default);
+  (numba's fused kernel when installed, as by default); ``npy_scipy_fft`` the
+  same with scipy's FFTs (``VISUALMIC_FFT=scipy``);
 * ``npy_numpy_kernel``: the same with the numpy per-pixel path (``VISUALMIC_NUMBA=0``);
 * ``decode``: PyAV alone decoding the same frames from a lossless FFV1 file;
 * ``ffv1``: ``visualmic.recover`` end to end from that FFV1 file;
@@ -27,7 +30,8 @@ here: PyAV's decoding already keeps every core busy (FFV1 slice threads), so the
 CPU seconds of decoding and of recovering from ``.npy`` must share the cores:
 ``(decode_cpu + npy_cpu) / cores / decode_wall``.
 Then the peak memory of fresh processes recovering 1,000 and 20,000 frames of
-256² from memory-mapped files: it must not grow with the video's length. The machine is shared and noisy:
+256² from memory-mapped files, with the goals' configuration and with the
+default options (all scales, regions): it must not grow with the video's length. The machine is shared and noisy:
 only the ratios within one run mean much.
 
 Usage::
@@ -56,6 +60,7 @@ import scipy.fft
 
 import visualmic
 import visualmic.engine
+from visualmic import fftlib
 from visualmic.outputs import write_video
 from visualmic.pyramid import SteerablePyramid
 from visualmic.synth import procedural_texture, moving_frames
@@ -80,13 +85,29 @@ def cpu_seconds(fn) -> float:
     return time.process_time() - start
 
 
-def with_numpy_kernel(fn):
-    """Run ``fn`` with the numba kernel switched off (``VISUALMIC_NUMBA=0``)."""
-    os.environ["VISUALMIC_NUMBA"] = "0"
+def with_environment(name: str, value: str, fn):
+    """Run ``fn`` with the environment variable ``name`` set to ``value`` (the FFT library's choice reset)."""
+    os.environ[name] = value
+    fftlib.fft_library.cache_clear()
     try:
         return fn()
     finally:
-        del os.environ["VISUALMIC_NUMBA"]
+        del os.environ[name]
+        fftlib.fft_library.cache_clear()
+
+
+def on_one_core(fn):
+    """Run ``fn`` with torch's FFTs (when they are visualmic's) on one thread, as scipy's are with ``threads=1``."""
+    if fftlib.fft_library() != "torch":
+        return fn()
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)
 
 
 def torch_devices() -> dict[str, str]:
@@ -116,10 +137,10 @@ def fft_floor(frames: np.ndarray, chunk: int) -> None:
     pyr = SteerablePyramid(frames.shape[1:], scales=1, orientations=2)
     workers = os.cpu_count()
     for first in range(0, frames.shape[0], chunk):
-        spec = scipy.fft.rfft2(frames[first : first + chunk].astype(np.float32), workers=workers)
+        spec = fftlib.rfft2(frames[first : first + chunk].astype(np.float32), workers=workers)
         for band in pyr.bands_info:
             # Same size of inverse FFT as the product; the gather itself is not counted.
-            scipy.fft.ifft2(spec[:, : band.shape[0], : band.shape[1]].astype(np.complex64), workers=workers)
+            fftlib.ifft2(spec[:, : band.shape[0], : band.shape[1]].astype(np.complex64), workers=workers)
 
 
 def decode_only(path: Path) -> int:
@@ -168,8 +189,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def memory_by_length(tmp: Path, size: int, counts: list[int]) -> list[dict]:
-    """Peak resident memory of a fresh process recovering ``count`` frames from a memory-mapped .npy."""
+def memory_by_length(tmp: Path, size: int, counts: list[int], *, options: str) -> list[dict]:
+    """Peak resident memory of a fresh process recovering ``count`` frames from a memory-mapped .npy
+    with the keyword arguments ``options`` (Python source)."""
     rows = []
     block = make_frames(size, 200)
     for count in counts:
@@ -182,11 +204,12 @@ def memory_by_length(tmp: Path, size: int, counts: list[int]) -> list[dict]:
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
         code = (
             "import re, visualmic; "
-            f"visualmic.recover({str(path)!r}, fps=2200, scales=1, orientations=2); "
+            f"visualmic.recover({str(path)!r}, fps=2200{options}); "
             "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)"
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        rows.append({"size": size, "frames": count, "peak_rss_mb": float(out.stdout.strip().splitlines()[-1])})
+        rows.append({"size": size, "frames": count, "options": f"fps=2200{options}",
+                     "peak_rss_mb": float(out.stdout.strip().splitlines()[-1])})
         path.unlink()
     return rows
 
@@ -213,8 +236,13 @@ def main() -> None:
             chunk = visualmic.engine.default_chunk_frames((size, size))
             options = dict(fps=2200, scales=1, orientations=2)
             floor_s = best_of(lambda: fft_floor(frames, chunk), repeats)
+            scipy_floor_s = with_environment("VISUALMIC_FFT", "scipy",
+                                             lambda: best_of(lambda: fft_floor(frames, chunk), repeats))
             npy_s = best_of(lambda: visualmic.recover(npy, **options), repeats)
-            numpy_kernel_s = with_numpy_kernel(lambda: best_of(lambda: visualmic.recover(npy, **options), repeats))
+            scipy_fft_s = with_environment("VISUALMIC_FFT", "scipy",
+                                           lambda: best_of(lambda: visualmic.recover(npy, **options), repeats))
+            numpy_kernel_s = with_environment("VISUALMIC_NUMBA", "0",
+                                              lambda: best_of(lambda: visualmic.recover(npy, **options), repeats))
             decode_s = best_of(lambda: decode_only(mkv), repeats)
             ffv1_s = best_of(lambda: visualmic.recover(mkv, **options), repeats)
             cpu_bound = (cpu_seconds(lambda: decode_only(mkv)) + cpu_seconds(lambda: visualmic.recover(npy, **options))
@@ -222,7 +250,7 @@ def main() -> None:
             ref_count = max(24, min(count, int(400 * (128 / size) ** 2)))
             ref_s = best_of(lambda: pyrtools_2014(frames[:ref_count]), 1) * count / ref_count
             many_s = best_of(lambda: visualmic.recover(npy, fps=2200, scales=3, orientations=4), repeats)
-            single_s = best_of(lambda: visualmic.recover(npy, **options, threads=1), repeats)
+            single_s = on_one_core(lambda: best_of(lambda: visualmic.recover(npy, **options, threads=1), repeats))
             dask_s = best_of(lambda: visualmic.recover(npy, **options, scheduler=cluster.scheduler_address), repeats)
             line_delay = 0.8 / (size * 2200)  # readout: 80 % of the frame period
             rolling_s = best_of(lambda: visualmic.api.recover_rolling(npy, fps=2200, line_delay_s=line_delay), repeats)
@@ -233,7 +261,9 @@ def main() -> None:
                 "frames": count,
                 "fps": {
                     "fft_floor": count / floor_s,
+                    "fft_floor_scipy": count / scipy_floor_s,
                     "npy": count / npy_s,
+                    "npy_scipy_fft": count / scipy_fft_s,
                     "npy_numpy_kernel": count / numpy_kernel_s,
                     "decode": count / decode_s,
                     "ffv1": count / ffv1_s,
@@ -246,6 +276,9 @@ def main() -> None:
                 },
                 "ratios": {
                     "npy_over_floor_time": npy_s / floor_s,
+                    "npy_over_scipy_floor_time": npy_s / scipy_floor_s,
+                    "npy_scipy_fft_over_scipy_floor_time": scipy_fft_s / scipy_floor_s,
+                    "fft_library_speedup": scipy_fft_s / npy_s,
                     "ffv1_over_decode_time": ffv1_s / decode_s,
                     "ffv1_cpu_bound": cpu_bound,
                     "fused_kernel_speedup": numpy_kernel_s / npy_s,
@@ -256,7 +289,8 @@ def main() -> None:
             rows.append(row)
             f, r = row["fps"], row["ratios"]
             print(
-                f"{size:4d}²  floor {f['fft_floor']:8.0f}  npy {f['npy']:8.0f}  decode {f['decode']:8.0f}  "
+                f"{size:4d}²  floor {f['fft_floor']:8.0f} (scipy {f['fft_floor_scipy']:7.0f})  npy {f['npy']:8.0f} "
+                f"(scipy FFTs {f['npy_scipy_fft']:7.0f})  decode {f['decode']:8.0f}  "
                 f"ffv1 {f['ffv1']:8.0f}  2014/pyrtools {f['pyrtools_2014']:7.1f}  3x4 {f['npy_3x4']:7.0f}  "
                 f"1 thread {f['npy_1_thread']:7.0f}  dask 2 {f['dask_2_workers']:7.0f}  rolling {f['rolling']:7.0f}  "
                 f"numpy kernel {f['npy_numpy_kernel']:7.0f}  "
@@ -265,12 +299,17 @@ def main() -> None:
                 f"(least possible {r['ffv1_cpu_bound']:.2f}x)  vs 2014 {r['speedup_over_pyrtools_2014']:.1f}x faster",
                 flush=True,
             )
-        memory = memory_by_length(Path(tmp), 128 if args.quick else 256, [500, 2000] if args.quick else [1000, 20000])
+        memory_size, counts = (128, [500, 2000]) if args.quick else (256, [1000, 20000])
+        memory = memory_by_length(Path(tmp), memory_size, counts, options=", scales=1, orientations=2")
+        memory_defaults = memory_by_length(Path(tmp), memory_size, counts, options="")
     cluster.close()
-    for row in memory:
-        print(f"peak memory, {row['size']}², {row['frames']:6d} frames: {row['peak_rss_mb']:.0f} MB")
-    growth = memory[-1]["peak_rss_mb"] / memory[0]["peak_rss_mb"] - 1
-    print(f"peak memory grows {growth:+.1%} from {memory[0]['frames']} to {memory[-1]['frames']} frames")
+    growths = []
+    for runs in (memory, memory_defaults):
+        for row in runs:
+            print(f"peak memory, {row['size']}², {row['frames']:6d} frames, {row['options']}: "
+                  f"{row['peak_rss_mb']:.0f} MB")
+        growths.append(runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"] - 1)
+        print(f"peak memory grows {growths[-1]:+.1%} from {runs[0]['frames']} to {runs[-1]['frames']} frames")
     result = {
         "benchmark": "speed",
         "visualmic_version": visualmic.__version__,
@@ -283,13 +322,16 @@ def main() -> None:
             "av": av.__version__,
             "numba": package_version("numba"),
             "torch": package_version("torch"),
+            "fft": fftlib.fft_description(),
             "gpu": gpu_name(),
         },
         "config": "1 scale x 2 orientations (npy_3x4: 3 x 4), 8-bit frames, 2200 fps",
         "peak_rss_mb": peak_rss_mb(),
         "rows": rows,
         "memory_by_length": memory,
-        "memory_growth": growth,
+        "memory_growth": growths[0],
+        "memory_by_length_defaults": memory_defaults,
+        "memory_growth_defaults": growths[1],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")

@@ -27,7 +27,7 @@ from .combine import (
 from .codec import repeated_frames
 from .config import AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, RecoverOptions, check_fps
 from .drift import ShiftEstimator, shift_spectrum
-from .engine import default_chunk_frames, map_ordered, stream_frames
+from .engine import default_chunk_frames, map_ordered, stack_chunks, stream_frames
 from .errors import InputError
 from .frames import check_roi, prepared_shape
 from .motion import (
@@ -458,7 +458,10 @@ def _measure(
 
     pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
                                                      device)
-    return pyramid, prepared, np.concatenate([measured for _, measured in chunks])
+    # float32 halves the one array that grows with the video (its values have noise far above float32's steps).
+    # A buffer sized by a header's claim costs no memory until written; a corrupt claim is capped.
+    expected = min(src.meta.frame_count, 1 << 22) if src.meta.frame_count else None
+    return pyramid, prepared, stack_chunks((measured for _, measured in chunks), expected_rows=expected)
 
 
 def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference],

@@ -70,6 +70,9 @@ def lowpass(signal: np.ndarray, *, fps: float, cutoff_hz: float, order: int = 6)
     return _butterworth(signal, fps=fps, cutoff_hz=cutoff_hz, kind="lowpass", order=order, zero_phase=True)
 
 
+FILTER_BLOCK_SAMPLES = 1 << 18  # samples filtered at once: about 2 MB per temporary
+
+
 def _butterworth(signal: np.ndarray, *, fps: float, cutoff_hz: float, kind: str, order: int,
                  zero_phase: bool) -> np.ndarray:
     signal = np.asarray(signal, dtype=np.float64)
@@ -78,10 +81,23 @@ def _butterworth(signal: np.ndarray, *, fps: float, cutoff_hz: float, kind: str,
     if not cutoff_hz < fps / 2:
         raise ValueError(f"{kind} cut-off {cutoff_hz:g} Hz must be below the Nyquist frequency {fps / 2:g} Hz")
     sos = scipy.signal.butter(order, cutoff_hz, btype=kind, fs=fps, output="sos")
-    if zero_phase:
-        padlen = min(signal.shape[-1] - 1, 3 * int(np.ceil(fps / cutoff_hz)))
-        return scipy.signal.sosfiltfilt(sos, signal, axis=-1, padtype="even", padlen=padlen)
-    return scipy.signal.sosfilt(sos, signal - signal[..., :1], axis=-1)
+    padlen = min(signal.shape[-1] - 1, 3 * int(np.ceil(fps / cutoff_hz)))
+
+    def filtered(rows: np.ndarray) -> np.ndarray:
+        if zero_phase:
+            return scipy.signal.sosfiltfilt(sos, rows, axis=-1, padtype="even", padlen=padlen)
+        return scipy.signal.sosfilt(sos, rows - rows[..., :1], axis=-1)
+
+    if signal.ndim == 1:
+        return filtered(signal)
+    # Many long signals (channels x frames) are filtered a few at a time: the filter's
+    # temporaries (padded copies, both passes) then stay the size of a block, not of the whole.
+    flat = signal.reshape(-1, signal.shape[-1])
+    out = np.empty(flat.shape)
+    step = max(1, FILTER_BLOCK_SAMPLES // max(1, flat.shape[1]))
+    for first in range(0, flat.shape[0], step):
+        out[first : first + step] = filtered(flat[first : first + step])
+    return out.reshape(signal.shape)
 
 
 def bandpass_power(signal: np.ndarray, *, fps: float, band_hz: tuple[float, float]) -> float:

@@ -21,6 +21,7 @@ from .audio import highpass
 
 GAIN_PRIOR_VAR = 0.25  # prior spread of a band's gain around 1 (a standard deviation of 0.5)
 EXCESS_THRESHOLD = 2.0  # a band's measured noise variance overrides the model's beyond this ratio
+SCORE_BLOCK_CHANNELS = 8  # channels high-passed at once when choosing the direction of regions' motion
 
 __all__ = [
     "BandMotion", "Combination", "joint_displacement", "project_band_motion", "combine_bands", "davis2014_combine",
@@ -151,8 +152,11 @@ def project_band_motion(
     else:
         # Scores S_c = -F_c d_c: summing their covariances adds the channels' motion
         # energy whatever its sign; in the units of the joint estimate, total^-1 (.) total^-1.
-        filtered = highpass(sums.transpose(1, 2, 0), fps=fps, cutoff_hz=highpass_hz)  # (channels, 2, frames)
-        scores = np.einsum("cit,cjt->ij", filtered, filtered)
+        scores = np.zeros((2, 2))
+        for first in range(0, sums.shape[1], SCORE_BLOCK_CHANNELS):  # a few channels at a time: little memory
+            block = sums[:, first : first + SCORE_BLOCK_CHANNELS].transpose(1, 2, 0)
+            filtered = highpass(block, fps=fps, cutoff_hz=highpass_hz)  # (channels, 2, frames)
+            scores += np.einsum("cit,cjt->ij", filtered, filtered)
         covariance = noise @ scores @ noise
     # With C = P u u' + s2 N, the top generalised eigenvector v of (C, N) gives u ~ N v,
     # free of the noise's anisotropy.
@@ -162,7 +166,9 @@ def project_band_motion(
     if u[1] < 0 or (abs(u[1]) < 1e-12 and u[0] > 0):
         u = -u
     information = np.maximum(np.einsum("i,bij,j->b", u, fisher, u), 1e-12 * np.trace(total))
-    signals = -np.einsum("i,tbi->bt", u, sums) / information[:, None]
+    signals = np.empty((sums.shape[1], sums.shape[0]))
+    for c in range(sums.shape[1]):  # channel by channel: float32 sums are never copied whole to float64
+        signals[c] = (sums[:, c, 0] * -u[0] - sums[:, c, 1] * u[1]) / information[c]
     direction = float(np.degrees(np.arctan2(-u[0], u[1])))
     return BandMotion(signals_px=signals, information=information, direction_deg=direction, unit_vector=u)
 
@@ -186,6 +192,11 @@ def _best_lag(x: np.ndarray, reference: np.ndarray, max_lag: int) -> int:
     if scores[best] - scores[max_lag] < 3.0 / np.sqrt(ref.size):
         return 0
     return best - max_lag
+
+
+def _residual_power(signals: np.ndarray, gains: np.ndarray, common: np.ndarray) -> np.ndarray:
+    """``mean((signals[b] - gains[b] * common) ** 2)`` of every row, one row at a time (no full-size temporary)."""
+    return np.array([np.mean((row - gain * common) ** 2) for row, gain in zip(signals, gains)])
 
 
 def _unit_gain_weights(cov: np.ndarray, gains: np.ndarray) -> np.ndarray:
@@ -267,7 +278,8 @@ def combine_bands(
     cov = model
     core = slice(max_lag, n - max_lag)
     for iteration in range(iterations):
-        aligned = np.stack([_shift(analysed[b], lags[b]) for b in range(n_bands)])[:, core]
+        shifted = np.stack([_shift(analysed[b], lags[b]) for b in range(n_bands)]) if lags.any() else analysed
+        aligned = shifted[:, core]
         cov = _noise_covariance(aligned, model, correlation, cov, gains)
         weights = _unit_gain_weights(cov, gains)
         if iteration == 0:
@@ -295,7 +307,7 @@ def _noise_covariance(
     # (the combination absorbs the rest).
     proj = np.eye(n_bands) - np.outer(gains, weights)
     kept = np.einsum("ij,jk,ik->i", proj, cov, proj) / np.diag(cov)
-    residual = np.mean((aligned - gains[:, None] * combined) ** 2, axis=1)
+    residual = _residual_power(aligned, gains, combined)
     measured = np.maximum(residual / np.maximum(kept, 1e-3), 1e-30)
     # The model's variances are trusted unless a band measures more than EXCESS_THRESHOLD
     # times its prediction: residual estimates are biased by some 10 % for a dominant band
@@ -349,7 +361,7 @@ def _initial_signs(analysed: np.ndarray, model: np.ndarray) -> np.ndarray:
     if energy <= 0:
         return signs
     slope = analysed @ reference / energy
-    residual = np.mean((analysed - slope[:, None] * reference) ** 2, axis=1)
+    residual = _residual_power(analysed, slope, reference)
     stderr = np.sqrt(residual / energy)
     signs[slope < -3 * stderr] = -1.0
     return signs

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .frames import block_mean
 from .sources.base import FrameSource, Roi
 
-__all__ = ["stream_frames", "default_chunk_frames", "map_ordered", "peak_memory_mb"]
+__all__ = ["stream_frames", "default_chunk_frames", "map_ordered", "stack_chunks", "peak_memory_mb"]
 
 _DONE = object()
 T = TypeVar("T")
@@ -156,6 +156,37 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, threads: int) -> It
         finally:
             for future in pending:
                 future.cancel()
+
+
+def stack_chunks(chunks: Iterable[np.ndarray], *, expected_rows: int | None = None,
+                 dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """Concatenate chunks along the first axis into one array, without holding them twice.
+
+    ``np.concatenate(list(chunks))`` keeps every chunk and the result in memory at
+    once; here each chunk is copied into a buffer (sized ``expected_rows`` when
+    known, grown by half when short) as it arrives and then dropped.
+
+    Examples
+    --------
+    >>> stack_chunks((np.full((2, 3), i) for i in range(3)), expected_rows=4).shape
+    (6, 3)
+    """
+    buffer: np.ndarray | None = None
+    rows = 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk)
+        if buffer is None:
+            capacity = max(expected_rows or 0, chunk.shape[0], 1)
+            buffer = np.empty((capacity, *chunk.shape[1:]), dtype=dtype)
+        if rows + chunk.shape[0] > buffer.shape[0]:
+            grown = np.empty((max(rows + chunk.shape[0], buffer.shape[0] * 3 // 2), *buffer.shape[1:]), dtype=dtype)
+            grown[:rows] = buffer[:rows]
+            buffer = grown
+        buffer[rows : rows + chunk.shape[0]] = chunk
+        rows += chunk.shape[0]
+    if buffer is None:
+        raise ValueError("no chunk to stack")
+    return buffer[:rows] if rows == buffer.shape[0] else buffer[:rows].copy()
 
 
 def peak_memory_mb() -> float | None:
