@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
+from visualmic.engine import stack_chunks
 from visualmic.errors import InputError
 from visualmic.outputs import write_video
 from visualmic.sources import open_source
@@ -132,3 +135,21 @@ def test_rate_from_timestamps_when_the_container_stores_none(tmp_path):
     meta = open_source(path).meta
     assert meta.fps == pytest.approx(2200, rel=1e-6) and meta.fps_origin == "timestamps"
     assert _read_all(open_source(path)).shape == (120, 32, 32)  # the probe left the file at its start
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=12), st.one_of(st.none(), st.integers(0, 120)))
+def test_stacked_chunks_equal_their_concatenation_whatever_the_claimed_length(sizes, claimed):
+    rng = np.random.default_rng(len(sizes))
+    chunks = [rng.standard_normal((n, 3, 2)) for n in sizes]
+    stacked = stack_chunks(iter(chunks), expected_rows=claimed, dtype=np.float64)
+    np.testing.assert_array_equal(stacked, np.concatenate(chunks))
+    assert stacked.base is None or stacked.base.shape[0] == stacked.shape[0]  # no oversized buffer kept alive
+    as_float32 = stack_chunks(iter(chunks), expected_rows=claimed)
+    assert as_float32.dtype == np.float32
+    np.testing.assert_array_equal(as_float32, np.concatenate(chunks).astype(np.float32))
+
+
+def test_stacking_no_chunk_is_an_error():
+    with pytest.raises(ValueError, match="no chunk"):
+        stack_chunks(iter([]))

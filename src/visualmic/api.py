@@ -458,10 +458,12 @@ def _measure(
 
     pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
                                                      device)
-    # float32 halves the one array that grows with the video (its values have noise far above float32's steps).
-    # A buffer sized by a header's claim costs no memory until written; a corrupt claim is capped.
-    expected = min(src.meta.frame_count, 1 << 22) if src.meta.frame_count else None
-    return pyramid, prepared, stack_chunks((measured for _, measured in chunks), expected_rows=expected)
+    # float32 halves the one array that grows with the video: the phase method's sums have noise far above
+    # float32's steps (benchmarks/quality.py unchanged); the 2014 recipe's A²-weighted phases carry large
+    # offsets and keep float64, so that the baseline stays the 2014 code's.
+    dtype = np.float64 if opts.method == "davis2014" else np.float32
+    return pyramid, prepared, stack_chunks((measured for _, measured in chunks), expected_rows=src.meta.frame_count,
+                                           dtype=dtype)
 
 
 def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference],
@@ -1199,8 +1201,10 @@ def recover_rolling(
         if usable.mean() < 0.5:
             warnings.append(f"only {usable.mean():.0%} of the rows have horizontal texture; the others are gaps")
         threads = os.cpu_count() or 1
-        rows = np.concatenate(list(map_ordered(lambda item: motion.displacement(item[1]), frames(0, None, "rows"),
-                                               threads=threads)))
+        # One float per row and frame: the row samples are the sound itself (a WAV at the line rate).
+        rows = stack_chunks(map_ordered(lambda item: motion.displacement(item[1]), frames(0, None, "rows"),
+                                        threads=threads), dtype=np.float64,
+                            expected_rows=meta.frame_count)
         if rows.shape[0] < 2:
             raise InputError(f"{meta.path}: {rows.shape[0]} frame decoded; a rolling-shutter recovery needs several")
         repeated = int(np.count_nonzero(repeated_frames(rows[:, usable])))

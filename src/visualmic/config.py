@@ -105,7 +105,10 @@ class RecoverOptions:
     chunk_frames : int or None
         Frames per chunk; None sizes chunks to about 1 MB of frames (cache-sized).
     threads : int or None
-        Threads that process chunks in parallel (None: all cores).
+        Threads that process chunks in parallel (None: all cores), each of
+        scipy's FFTs on one core. torch's FFTs (see :mod:`visualmic.fftlib`)
+        use torch's own thread count, which the command line's ``--threads``
+        also limits.
     device : str
         Where frames are measured: ``"auto"`` (a CUDA GPU when torch sees one,
         else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"torch:cpu"``

@@ -24,6 +24,7 @@ from .sources.base import FrameSource, Roi
 __all__ = ["stream_frames", "default_chunk_frames", "map_ordered", "stack_chunks", "peak_memory_mb"]
 
 _DONE = object()
+MAX_EXPECTED_ROWS = 1 << 22  # stack_chunks trusts a claimed length up to this many rows
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -164,7 +165,9 @@ def stack_chunks(chunks: Iterable[np.ndarray], *, expected_rows: int | None = No
 
     ``np.concatenate(list(chunks))`` keeps every chunk and the result in memory at
     once; here each chunk is copied into a buffer (sized ``expected_rows`` when
-    known, grown by half when short) as it arrives and then dropped.
+    known, grown by half when short) as it arrives and then dropped. The buffer's
+    pages cost memory only once written, so a header's claim can size it; a claim
+    beyond ``MAX_EXPECTED_ROWS`` (a corrupt header) is not trusted.
 
     Examples
     --------
@@ -176,7 +179,7 @@ def stack_chunks(chunks: Iterable[np.ndarray], *, expected_rows: int | None = No
     for chunk in chunks:
         chunk = np.asarray(chunk)
         if buffer is None:
-            capacity = max(expected_rows or 0, chunk.shape[0], 1)
+            capacity = max(min(expected_rows or 0, MAX_EXPECTED_ROWS), chunk.shape[0], 1)
             buffer = np.empty((capacity, *chunk.shape[1:]), dtype=dtype)
         if rows + chunk.shape[0] > buffer.shape[0]:
             grown = np.empty((max(rows + chunk.shape[0], buffer.shape[0] * 3 // 2), *buffer.shape[1:]), dtype=dtype)
