@@ -98,20 +98,6 @@ def with_environment(name: str, value: str, fn):
         fftlib.fft_library.cache_clear()
 
 
-def on_one_core(fn):
-    """Run ``fn`` with torch's FFTs (when they are visualmic's) on one thread, as scipy's are with ``threads=1``."""
-    if fftlib.fft_library() != "torch":
-        return fn()
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return fn()
-    finally:
-        torch.set_num_threads(before)
-
-
 def torch_devices() -> dict[str, str]:
     """The torch devices to measure: the CPU always (when torch is installed), CUDA when present."""
     try:
@@ -268,7 +254,7 @@ def main() -> None:
             ref_count = max(24, min(count, int(400 * (128 / size) ** 2)))
             ref_s = best_of(lambda: pyrtools_2014(frames[:ref_count]), 1) * count / ref_count
             many_s = best_of(lambda: visualmic.recover(npy, fps=2200, scales=3, orientations=4), repeats)
-            single_s = on_one_core(lambda: best_of(lambda: visualmic.recover(npy, **options, threads=1), repeats))
+            single_s = best_of(lambda: visualmic.recover(npy, **options, threads=1), repeats)
             dask_s = best_of(lambda: visualmic.recover(npy, **options, scheduler=cluster.scheduler_address), repeats)
             line_delay = 0.8 / (size * 2200)  # readout: 80 % of the frame period
             rolling_s = best_of(lambda: visualmic.api.recover_rolling(npy, fps=2200, line_delay_s=line_delay), repeats)

@@ -160,6 +160,19 @@ def test_recover_with_either_fft_library_gives_the_same_audio(fft_library, melod
     assert np.corrcoef(by_scipy.displacement_px, by_torch.displacement_px)[0, 1] > 0.99999
 
 
+@torch_missing
+def test_threads_option_limits_torchs_fft_threads_during_the_measurement(fft_library, melody_frames, monkeypatch):
+    fft_library("torch")
+    before = torch.get_num_threads()
+    seen = []
+    transform = fftlib.rfft2
+    monkeypatch.setattr("visualmic.pyramid.rfft2", lambda *a, **k: (seen.append(torch.get_num_threads()),
+                                                                    transform(*a, **k))[1])
+    visualmic.recover(melody_frames[:300], fps=2200, threads=1)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
+
+
 def test_unknown_fft_library_is_a_one_line_error(fft_library):
     with pytest.raises(InputError, match="VISUALMIC_FFT='fftw': choose one of auto, scipy, torch"):
         fft_library("fftw")

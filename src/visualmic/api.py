@@ -29,6 +29,7 @@ from .config import AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, RecoverOptions, c
 from .drift import ShiftEstimator, shift_spectrum
 from .engine import default_chunk_frames, map_ordered, stack_chunks, stream_frames
 from .errors import InputError
+from .fftlib import limited_fft_threads
 from .frames import check_roi, prepared_shape
 from .motion import (
     BandReference,
@@ -456,14 +457,15 @@ def _measure(
                      else _drift_following(pyramid, prepared, estimate_shift))
         return prepared, lambda bands: phase_gradient_sums(bands, prepared), on_frames
 
-    pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
-                                                     device)
     # float32 halves the one array that grows with the video: the phase method's sums have noise far above
     # float32's steps (benchmarks/quality.py unchanged); the 2014 recipe's A²-weighted phases carry large
     # offsets and keep float64, so that the baseline stays the 2014 code's.
     dtype = np.float64 if opts.method == "davis2014" else np.float32
-    return pyramid, prepared, stack_chunks((measured for _, measured in chunks), expected_rows=src.meta.frame_count,
-                                           dtype=dtype)
+    with limited_fft_threads(opts.threads):  # the chunks are measured lazily, inside stack_chunks
+        pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
+                                                         device)
+        return pyramid, prepared, stack_chunks((measured for _, measured in chunks),
+                                               expected_rows=src.meta.frame_count, dtype=dtype)
 
 
 def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference],

@@ -22,7 +22,6 @@ from .api import calibrate_line_delay, inspect, measure_motion, recover, recover
 from .config import DENOISERS, DEVICES_HELP, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .engine import peak_memory_mb
 from .errors import InputError
-from .fftlib import limit_fft_threads
 from .outputs import VIDEO_CODECS, atomic_path, container_format, write_bytes, write_json, write_npy, write_video, write_wav
 from .sources.base import parse_roi
 from .sources.video import rate_storage_problem
@@ -257,8 +256,6 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         threads=threads,
         device=device,
     )
-    if threads is not None:
-        limit_fft_threads(threads)
     result = recover(video, options=options, progress=not quiet, cache_dir=cache_dir, scheduler=scheduler,
                      workers=workers)
     native = options.rate == "native"

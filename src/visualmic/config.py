@@ -106,9 +106,8 @@ class RecoverOptions:
         Frames per chunk; None sizes chunks to about 1 MB of frames (cache-sized).
     threads : int or None
         Threads that process chunks in parallel (None: all cores), each of
-        scipy's FFTs on one core. torch's FFTs (see :mod:`visualmic.fftlib`)
-        use torch's own thread count, which the command line's ``--threads``
-        also limits.
+        scipy's FFTs on one core; torch's FFTs (see :mod:`visualmic.fftlib`)
+        are limited to as many threads during the measurement.
     device : str
         Where frames are measured: ``"auto"`` (a CUDA GPU when torch sees one,
         else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"torch:cpu"``

@@ -14,21 +14,24 @@ without a copy), and the rest of the work is unchanged.
 takes torch only when it has MKL (ARM builds of torch use pocketfft, no faster
 than scipy's) and is importable. Importing torch takes about a second, once per
 process. With torch, the number of FFT threads is torch's own
-(``torch.set_num_threads``, ``OMP_NUM_THREADS``); ``workers`` applies to scipy.
+(``torch.set_num_threads``, ``OMP_NUM_THREADS``), limited during a recovery by
+its ``threads`` option (:func:`limited_fft_threads`); ``workers`` applies to scipy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import scipy.fft
 
 from .errors import InputError
 
-__all__ = ["fft_library", "fft_description", "rfft2", "ifft2", "limit_fft_threads"]
+__all__ = ["fft_library", "fft_description", "rfft2", "ifft2", "limited_fft_threads"]
 
 LIBRARIES = ("auto", "scipy", "torch")
 
@@ -110,17 +113,25 @@ def ifft2(spectra: np.ndarray, *, workers: int | None = None) -> np.ndarray:
     return scipy.fft.ifft2(spectra, workers=workers, overwrite_x=True)
 
 
-def limit_fft_threads(count: int) -> None:
-    """Let the FFT library use at most ``count`` threads in this process (torch's FFTs; scipy takes ``workers``).
+@contextlib.contextmanager
+def limited_fft_threads(count: int | None) -> Iterator[None]:
+    """Within the block, torch's FFTs use at most ``count`` threads (restored after); scipy's take ``workers``.
 
-    For programs that own the process, such as the command line's ``--threads``.
+    ``None`` sets no limit. :func:`visualmic.recover` measures inside it with its ``threads`` option.
 
     Examples
     --------
-    >>> limit_fft_threads(os.cpu_count() or 1)
+    >>> with limited_fft_threads(1):
+    ...     spectrum = rfft2(np.ones((1, 8, 8), np.float32))
     """
-    if fft_library() == "torch":
-        import torch
+    if count is None or fft_library() != "torch":
+        yield
+        return
+    import torch
 
-        if count < torch.get_num_threads():
-            torch.set_num_threads(max(1, int(count)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(int(count), before)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
