@@ -13,7 +13,7 @@ from visualmic import fftlib, kernels, motion
 from visualmic.errors import InputError
 from visualmic.gpu import device_description
 from visualmic.metrics import snr_db
-from visualmic.pyramid import SteerablePyramid
+from visualmic.pyramid import SteerablePyramid, _uncovered_spans
 
 numba_missing = pytest.mark.skipif(kernels.numba is None, reason="numba is not installed (pip install numba)")
 
@@ -71,6 +71,34 @@ def test_fused_angle_is_accurate_everywhere(count, seed):
     out = kernels.fused_phase_sums(band, ref, weights, kernels.region_segments(np.arange(count)), count)
     np.testing.assert_allclose(out[0, :, 0], np.angle(band[0].astype(np.complex128)), rtol=0, atol=5e-7)
     np.testing.assert_allclose(out[0, :, 4], band[0].real, rtol=1e-6)
+
+
+@numba_missing
+@pytest.mark.parametrize("size, scales, orientations, highpass",
+                         [((96, 96), 1, 2, "merge"), ((80, 101), 3, 4, "drop"), ((65, 64), 2, 1, "merge"),
+                          ((128, 96), 2, 3, "drop")])
+def test_fused_band_spectra_equal_numpy(monkeypatch, size, scales, orientations, highpass):
+    """Every block (plain, mirrored, read right to left) and every zeroed span, bit for bit."""
+    pyramid = SteerablePyramid(size, scales=scales, orientations=orientations, highpass=highpass, workers=1)
+    rng = np.random.default_rng(1)
+    spectrum = pyramid.spectrum(rng.random((3, *size), dtype=np.float32) * 255)
+    fused = [pyramid.band_spectrum(spectrum, i) for i in range(len(pyramid.bands_info))]
+    monkeypatch.setenv("VISUALMIC_NUMBA", "0")
+    for i, band in enumerate(fused):
+        expected = pyramid.band_spectrum(spectrum, i)
+        assert band.shape == expected.shape and band.dtype == np.complex64
+        np.testing.assert_allclose(band, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+        assert np.array_equal(band == 0, expected == 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=6, max_size=6), min_size=1, max_size=12))
+def test_uncovered_spans_tile_the_uncovered_entries(rows):
+    covered = np.array(rows)
+    count = np.zeros(covered.shape, int)
+    for r, c in _uncovered_spans(covered):
+        count[r, c] += 1
+    np.testing.assert_array_equal(count, ~covered)  # every uncovered entry once, nothing else
 
 
 @settings(max_examples=60, deadline=None)

@@ -363,8 +363,9 @@ def _stream_measurements(
     With a Dask ``client``, the frames after the reference are measured by the
     cluster's workers, each reading its own range of the file.
     """
-    # A device (see visualmic.gpu) takes large chunks; the CPU's are sized for the processor's cache.
-    chunk = opts.chunk_frames or default_chunk_frames(shape, target_bytes=64e6 if device else 1e6)
+    # A device (see visualmic.gpu) takes large chunks; the CPU's balance per-chunk overhead and cache.
+    chunk = opts.chunk_frames or (default_chunk_frames(shape, target_bytes=64e6, most=512) if device
+                                  else default_chunk_frames(shape))
 
     def frames(start: int, stop: int | None, label: str):
         return stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, start=start, stop=stop,

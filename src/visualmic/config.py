@@ -103,7 +103,7 @@ class RecoverOptions:
     border_px : float
         Width (pixels) over which the weights fade out at the frame's edges.
     chunk_frames : int or None
-        Frames per chunk; None sizes chunks to about 1 MB of frames (cache-sized).
+        Frames per chunk; None sizes chunks to about 4 MB of frames (see :func:`visualmic.engine.default_chunk_frames`).
     threads : int or None
         Threads that process chunks in parallel (None: all cores), each of
         scipy's FFTs on one core; torch's FFTs (see :mod:`visualmic.fftlib`)

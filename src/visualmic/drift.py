@@ -61,6 +61,10 @@ class ShiftEstimator:
                  fine_limit: float = 1 / 8) -> None:
         fy, fx = _frequencies(shape)
         self.rows = np.flatnonzero(np.abs(fy[:, 0]) <= fine_limit)
+        # Those rows are two runs, the lowest positive frequencies and the lowest negative ones.
+        positive = int(np.count_nonzero(np.abs(fy[: shape[0] // 2 + 1, 0]) <= fine_limit))
+        runs = (slice(0, positive), slice(positive + shape[0] - self.rows.size, shape[0]))
+        self._row_runs = [run for run in runs if run.stop > run.start]
         self.cols = slice(0, int(np.count_nonzero(fx[0] <= fine_limit)))
         self.fy = np.broadcast_to(fy[self.rows], (self.rows.size, self.cols.stop))
         self.fx = np.broadcast_to(fx[:, self.cols], self.fy.shape)
@@ -74,7 +78,8 @@ class ShiftEstimator:
 
     def __call__(self, spectrum: np.ndarray) -> np.ndarray | None:
         """The shift to move a chunk back by, from its ``(n, rows, cols // 2 + 1)`` spectrum (see :meth:`follow`)."""
-        return self.follow(spectrum[:, self.rows, self.cols].mean(axis=0))
+        # The rows are two runs (low positive and negative frequencies): two slices, no gather.
+        return self.follow(np.concatenate([spectrum[:, rows, self.cols].mean(axis=0) for rows in self._row_runs]))
 
     def follow(self, block: np.ndarray) -> np.ndarray | None:
         """The shift to move a chunk back by, from its mean spectrum at ``[rows, cols]`` only (what

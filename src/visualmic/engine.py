@@ -29,18 +29,22 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def default_chunk_frames(shape: tuple[int, int], *, target_bytes: float = 1e6) -> int:
-    """Frames per chunk so that a chunk of float32 frames is about ``target_bytes`` (4 at least).
+def default_chunk_frames(shape: tuple[int, int], *, target_bytes: float = 4e6, most: int = 32) -> int:
+    """Frames per chunk so that a chunk of float32 frames is about ``target_bytes`` (4 to ``most``).
 
-    Small chunks keep each thread's working set (frames, spectra, bands) in the
-    processor's cache; measured fastest on 128² to 704² frames (benchmarks/speed.py).
+    About 4 MB balances the fixed cost of a chunk (Python, threads: many small
+    chunks) against the processor's cache (a thread's frames, spectra and bands:
+    large chunks); measured fastest on 256² to 704² frames, and 1.3x faster than
+    1 MB at 128² (``benchmarks/speed.py``). At most 32 frames: a chunk is also
+    the unit that follows slow drift (:mod:`visualmic.drift`), and longer ones
+    would move within themselves.
 
     Examples
     --------
     >>> default_chunk_frames((128, 128)), default_chunk_frames((512, 512))
-    (15, 4)
+    (32, 4)
     """
-    return int(np.clip(target_bytes // (4 * shape[0] * shape[1]), 4, 512))
+    return int(np.clip(target_bytes // (4 * shape[0] * shape[1]), 4, most))
 
 
 def stream_frames(

@@ -24,6 +24,7 @@ Frequencies are in cycles per pixel of the input frame throughout.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ import scipy.fft
 from scipy.special import factorial
 
 from .fftlib import ifft2, rfft2
+from .kernels import fused_available, fused_band_spectrum
 
 __all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales", "wraps_smoothly"]
 
@@ -82,8 +84,8 @@ class Band:
         spectrum, broadcastable to ``shape``.
     blocks : tuple of BlockCopy
         How to assemble the cropped spectrum from the frame's ``rfft2``.
-    zero_rows : tuple of slice
-        Rows of the cropped spectrum that the blocks do not fill entirely (zeroed first).
+    zero_spans : tuple of (slice, slice)
+        Rectangles (rows, columns) of the cropped spectrum that no block fills (zeroed).
     """
 
     level: int
@@ -93,12 +95,24 @@ class Band:
     freq_y: np.ndarray
     freq_x: np.ndarray
     blocks: tuple[BlockCopy, ...]
-    zero_rows: tuple[slice | np.ndarray, ...] = ()
+    zero_spans: tuple[tuple[slice, slice], ...] = ()
 
     @property
     def area_px(self) -> float:
         """Input pixels represented by one sample of the band."""
         return float(self.spacing_px[0] * self.spacing_px[1])
+
+    @functools.cached_property
+    def assembly_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The blocks and zeroed spans as :func:`visualmic.kernels.fused_band_spectrum` reads them."""
+        blocks = np.array([(b.rows.start, b.src_rows.start, b.src_rows.step or 1, len(range(b.rows.stop)[b.rows]),
+                            b.cols.start, b.src_cols.start, b.src_cols.step or 1, len(range(b.cols.stop)[b.cols]))
+                           for b in self.blocks], dtype=np.int64).reshape(-1, 8)
+        # The kernel computes src * mask, or conj(src) * mask for mirrored blocks: conj(src * conj(m)).
+        masks = np.concatenate([(np.conj(b.mask) if b.mirror else b.mask).reshape(-1) for b in self.blocks])
+        mirrored = np.array([b.mirror for b in self.blocks], dtype=np.bool_)
+        zero = np.array([(r.start, r.stop, c.start, c.stop) for r, c in self.zero_spans], dtype=np.int64)
+        return np.column_stack([blocks, mirrored]), masks.astype(np.complex64), zero.reshape(-1, 4)
 
 
 def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
@@ -127,6 +141,35 @@ def _contiguous_runs(*indices: np.ndarray) -> list[np.ndarray]:
                 start = i + 1
     bounds = sorted(cuts)
     return [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _uncovered_spans(covered: np.ndarray) -> tuple[tuple[slice, slice], ...]:
+    """Rectangles ``(rows, cols)`` that together cover the False entries of a 2-D mask exactly.
+
+    Rows whose uncovered columns form the same runs are merged into one rectangle per run.
+
+    Examples
+    --------
+    >>> covered = np.ones((4, 5), bool)
+    >>> covered[:, 0] = covered[1:3, 3:] = False
+    >>> [(r.start, r.stop, c.start, c.stop) for r, c in _uncovered_spans(covered)]
+    [(0, 4, 0, 1), (1, 3, 3, 5)]
+    """
+    def column_runs(row: np.ndarray) -> tuple[tuple[int, int], ...]:
+        missing = np.flatnonzero(~row)
+        if not missing.size:
+            return ()
+        return tuple((int(missing[r[0]]), int(missing[r[-1]]) + 1) for r in _contiguous_runs(missing))
+
+    spans = []
+    open_runs: dict[tuple[int, int], int] = {}  # column run -> first row of the rectangle growing with it
+    for i, row in enumerate([*covered, np.ones(covered.shape[1], bool)]):
+        runs = set(column_runs(row))
+        for run in [run for run in open_runs if run not in runs]:
+            spans.append((slice(open_runs.pop(run), i), slice(*run)))
+        for run in runs - open_runs.keys():
+            open_runs[run] = i
+    return tuple(sorted(spans, key=lambda span: (span[0].start, span[1].start)))
 
 
 def _true_frequencies(box: np.ndarray, size: int) -> np.ndarray:
@@ -292,7 +335,6 @@ class SteerablePyramid:
                     blocks.append(block)
                     covered[block.rows, block.cols] = True
 
-        partial = np.flatnonzero(~covered.all(axis=1))
         return Band(
             level=level,
             orientation=orientation,
@@ -301,7 +343,7 @@ class SteerablePyramid:
             freq_y=(_true_frequencies(box_ky, box_rows) / rows)[:, None],
             freq_x=(_true_frequencies(box_kx, box_cols) / cols)[None, :],
             blocks=tuple(blocks),
-            zero_rows=tuple(_as_slice(partial[run]) for run in _contiguous_runs(partial)),
+            zero_spans=_uncovered_spans(covered),
         )
 
     # -- transforms ---------------------------------------------------------------
@@ -335,9 +377,11 @@ class SteerablePyramid:
     def band_spectrum(self, spectrum: np.ndarray, index: int) -> np.ndarray:
         """Cropped, masked spectrum of band ``index`` from :meth:`spectrum`'s output."""
         band = self.bands_info[index]
+        if fused_available():
+            return fused_band_spectrum(spectrum, *band.assembly_plan, shape=band.shape)
         out = np.empty((spectrum.shape[0], *band.shape), dtype=np.complex64)
-        for rows in band.zero_rows:
-            out[:, rows] = 0
+        for rows, cols in band.zero_spans:
+            out[:, rows, cols] = 0
         for block in band.blocks:
             target = out[:, block.rows, block.cols]
             np.multiply(block.source(spectrum), block.mask, out=target)
