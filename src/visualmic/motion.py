@@ -22,8 +22,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
+from .fftlib import fft2
 from .kernels import fused_available, fused_phase_sums, region_segments
 from .pyramid import Band, SteerablePyramid
 
@@ -330,7 +330,7 @@ def band_noise_covariance(
     (2, 2)
     """
     spectra, informations = [], []
-    for info, ref in zip(pyramid.bands_info, references):
+    for info, support, ref in zip(pyramid.bands_info, pyramid.half_plane_supports, references):
         c_ref = np.conj(ref.conj_ref)
         power = np.abs(c_ref) ** 2
         floor = 1e-6 * max(float(power.mean()), 1e-30)
@@ -344,7 +344,7 @@ def band_noise_covariance(
             v, information = v[None], information.sum(keepdims=True)
         else:
             v = v[None] * (ref.labels[None, :] == np.arange(ref.regions)[:, None])
-        spectra.append(_kernel_spectra(v.reshape(-1, *info.shape), info, pyramid.shape, workers=pyramid.workers))
+        spectra.append((support, _kernel_spectra(v.reshape(-1, *info.shape), info, support, pyramid.shape)))
         informations.append(information)
     information = np.concatenate(informations)
     scale = np.divide(-1.0, information, out=np.zeros_like(information), where=information > 0)
@@ -352,37 +352,28 @@ def band_noise_covariance(
 
 
 def _kernel_spectra(
-    v: np.ndarray, info: Band, frame_shape: tuple[int, int], *, workers: int
-) -> tuple[np.ndarray, np.ndarray]:
+    v: np.ndarray, info: Band, support: np.ndarray, frame_shape: tuple[int, int]
+) -> np.ndarray:
     """Image-domain spectra of the kernels ``h`` with ``Re sum_x band(I)(x) conj(v(x)) = sum_y h(y) I(y)``.
 
     ``h`` is the adjoint of the band's crop-and-mask operator applied to each
     ``v`` (``(K, rows, cols)`` at the band's size); its spectrum lives on the
-    band's bins of the frame's ``rfft2`` half plane.  Returns those bins' flat
-    indices (``row * (cols // 2 + 1) + col``, sorted) and ``(K, bins)`` values
-    ``F`` such that ``h = Re(ifft2(F))`` (F zero off the half plane).
+    band's bins of the frame's ``rfft2`` half plane, ``support``
+    (:attr:`SteerablePyramid.half_plane_supports`). Returns ``(K, bins)`` values
+    ``F`` on those bins such that ``h = Re(ifft2(F))`` (F zero off the half plane).
     """
     rows, cols = frame_shape
     half = cols // 2 + 1
-    spectrum_v = scipy.fft.fft2(v, workers=workers)
-    positions = [
-        (np.arange(rows)[block.src_rows][:, None] * half + np.arange(half)[block.src_cols][None, :]).reshape(-1)
-        for block in info.blocks
-    ]
-    on_support = np.zeros(rows * half, dtype=bool)
-    for where in positions:
-        on_support[where] = True
-    support = np.flatnonzero(on_support)
-    index_of = np.cumsum(on_support) - 1  # a bin's column in the output
-    out = np.zeros((len(v), support.size), dtype=np.complex64)
+    spectrum_v = fft2(v)  # all cores: the combination runs alone
+    # Accumulated on the whole half plane (rectangular blocks: slices, no gathers), then
+    # read on the support; the zero and Nyquist columns are copied by two blocks and add up.
+    half_plane = np.zeros((len(v), rows, half), dtype=np.complex64)
     scale = (rows * cols) / (info.shape[0] * info.shape[1])
-    for block, where in zip(info.blocks, positions):  # adjoint of BlockCopy: out = src * mask (conj. for mirrors)
+    for block in info.blocks:  # adjoint of BlockCopy: out = src * mask (conj. for mirrors)
         part = spectrum_v[:, block.rows, block.cols]
-        # A block's bins are distinct; the zero and Nyquist columns are copied by two blocks and add up.
-        out[:, index_of[where]] += (
-            (np.conj(part) if block.mirror else part) * (np.conj(block.mask) * scale)
-        ).reshape(len(v), -1)
-    return support, out
+        half_plane[:, block.src_rows, block.src_cols] += (np.conj(part) if block.mirror else part) * (
+            np.conj(block.mask) * scale)
+    return np.take(half_plane.reshape(len(v), -1), support, axis=1)
 
 
 def _kernel_gram(spectra: list[tuple[np.ndarray, np.ndarray]], frame_shape: tuple[int, int]) -> np.ndarray:

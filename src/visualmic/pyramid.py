@@ -346,6 +346,17 @@ class SteerablePyramid:
             zero_spans=_uncovered_spans(covered),
         )
 
+    @functools.cached_property
+    def half_plane_supports(self) -> list[np.ndarray]:
+        """Per band, the sorted flat indices (``row * (cols // 2 + 1) + col``) of the ``rfft2`` bins it reads."""
+        supports = []
+        for band in self.bands_info:
+            on_support = np.zeros((self.shape[0], self.shape[1] // 2 + 1), dtype=bool)
+            for block in band.blocks:
+                on_support[block.src_rows, block.src_cols] = True
+            supports.append(np.flatnonzero(on_support))
+        return supports
+
     # -- transforms ---------------------------------------------------------------
     def spectrum(self, frames: np.ndarray) -> np.ndarray:
         """Real FFT of a batch of frames, shape ``(n, rows, cols // 2 + 1)``.
