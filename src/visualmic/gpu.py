@@ -165,11 +165,11 @@ class TorchPhaseSums:
     def _put(self, array: np.ndarray, dtype) -> object:
         return self._torch.as_tensor(np.ascontiguousarray(array), device=self.device).to(dtype)
 
-    def _index(self, index: slice | np.ndarray, size: int) -> slice | object:
-        """A slice as it is, an index array (or a backward slice, which torch lacks) as a tensor."""
-        if isinstance(index, slice) and (index.step or 1) > 0:
+    def _index(self, index: slice, size: int) -> slice | object:
+        """A forward slice as it is, a backward one (torch lacks them) as an index tensor."""
+        if (index.step or 1) > 0:
             return index
-        return self._put(np.arange(size)[index] if isinstance(index, slice) else index, self._torch.int64)
+        return self._put(np.arange(size)[index], self._torch.int64)
 
     def spectrum(self, frames: object) -> object:
         """rfft2 of a ``(n, rows, cols)`` float32 tensor (periodic component when the pyramid asks)."""

@@ -105,14 +105,13 @@ class Band:
     @functools.cached_property
     def assembly_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The blocks and zeroed spans as :func:`visualmic.kernels.fused_band_spectrum` reads them."""
-        blocks = np.array([(b.rows.start, b.src_rows.start, b.src_rows.step or 1, len(range(b.rows.stop)[b.rows]),
-                            b.cols.start, b.src_cols.start, b.src_cols.step or 1, len(range(b.cols.stop)[b.cols]))
-                           for b in self.blocks], dtype=np.int64).reshape(-1, 8)
+        blocks = np.array([(b.rows.start, b.src_rows.start, b.src_rows.step or 1, b.mask.shape[0],
+                            b.cols.start, b.src_cols.start, b.src_cols.step or 1, b.mask.shape[1], b.mirror)
+                           for b in self.blocks], dtype=np.int64).reshape(-1, 9)
         # The kernel computes src * mask, or conj(src) * mask for mirrored blocks: conj(src * conj(m)).
         masks = np.concatenate([(np.conj(b.mask) if b.mirror else b.mask).reshape(-1) for b in self.blocks])
-        mirrored = np.array([b.mirror for b in self.blocks], dtype=np.bool_)
         zero = np.array([(r.start, r.stop, c.start, c.stop) for r, c in self.zero_spans], dtype=np.int64)
-        return np.column_stack([blocks, mirrored]), masks.astype(np.complex64), zero.reshape(-1, 4)
+        return blocks, masks.astype(np.complex64), zero.reshape(-1, 4)
 
 
 def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
