@@ -38,7 +38,6 @@ from .motion import (
     merge_regions,
     phase_gradient_sums,
     prepare_references,
-    reference_bands,
 )
 from .pyramid import SteerablePyramid, choose_scales, wraps_smoothly
 from .rolling import (
@@ -352,16 +351,17 @@ def _stream_measurements(
     """Stream every frame through the pyramid and a measurement of its bands.
 
     The reference is the mean of the first ``opts.reference_frames`` frames'
-    bands (the 2014 recipe: frame 0 alone); ``prepare(pyramid, reference_bands)``
-    returns what the caller keeps of it, the function measuring a chunk's
-    bands, and optionally one measuring a chunk of frames on its own (the GPU
-    backend: frames go to the device whole; None: the pyramid's bands, then
-    the first). Returns the pyramid, that state, and ``(first_frame, measurement)``
-    of every chunk in order, computed lazily on all threads. With a ``cache``,
-    chunks measured by an earlier, interrupted run are reused and the frames
-    after them only are read; every new chunk is saved as soon as it is known.
-    With a Dask ``client``, the frames after the reference are measured by the
-    cluster's workers, each reading its own range of the file.
+    bands (the 2014 recipe: frame 0 alone), computed as the bands of their mean
+    frame; ``prepare(pyramid, references, reference_spectrum)`` returns what the
+    caller keeps of it, the function measuring a chunk's bands, and optionally
+    one measuring a chunk of frames on its own (the GPU backend: frames go to
+    the device whole; None: the pyramid's bands, then the first). Returns the
+    pyramid, that state, and ``(first_frame, measurement)`` of every chunk in
+    order, computed lazily on all threads. With a ``cache``, chunks measured by
+    an earlier, interrupted run are reused and the frames after them only are
+    read; every new chunk is saved as soon as it is known. With a Dask
+    ``client``, the frames are measured by the cluster's workers, each reading
+    its own range of the file.
     """
     # A device (see visualmic.gpu) takes large chunks; the CPU's balance per-chunk overhead and cache.
     chunk = opts.chunk_frames or (default_chunk_frames(shape, target_bytes=64e6, most=512) if device
@@ -382,27 +382,19 @@ def _stream_measurements(
     threads = opts.threads or os.cpu_count() or 1
     # Chunks run in ``threads`` parallel threads, so each of scipy's FFTs uses one.
     pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1)
-    # The reference frames' bands and summed spectrum, computed in parallel like every other chunk.
-    def bands_and_spectrum_sum(piece: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        spectrum = pyramid.spectrum(piece)
-        return pyramid.bands_of_spectrum(spectrum), spectrum.sum(axis=0)
-
-    pieces = (first_frames[i : i + chunk] for i in range(0, first_frames.shape[0], chunk))
-    per_piece = list(map_ordered(bands_and_spectrum_sum, pieces, threads=threads))
-    first_bands = [np.concatenate([bands[b] for bands, _ in per_piece]) for b in range(len(pyramid.bands_info))]
-    reference_spectrum = sum(total for _, total in per_piece) / first_frames.shape[0]
-    state, measure, measure_frames = prepare(pyramid, reference_bands(first_bands), reference_spectrum)
+    # The pyramid is linear: the reference (the first frames' mean bands and spectrum) is the
+    # bands and spectrum of their mean frame, one transform instead of one per frame.
+    mean_frame = first_frames.mean(axis=0, dtype=np.float64)[None].astype(np.float32)
+    reference_spectrum = pyramid.spectrum(mean_frame)
+    references = [band[0] for band in pyramid.bands_of_spectrum(reference_spectrum)]
+    state, measure, measure_frames = prepare(pyramid, references, reference_spectrum[0])
     if measure_frames is None:
         measure_frames = lambda chunk_frames: measure(pyramid.bands(chunk_frames))  # noqa: E731
 
     def measurements() -> Iterator[tuple[int, np.ndarray]]:
         done = cache.resume() if cache is not None else []
-        if not done:
-            done = [(0, measure(first_bands))]
-            if cache is not None:
-                cache.save(*done[0])
         yield from done
-        position = done[-1][0] + done[-1][1].shape[0]
+        position = done[-1][0] + done[-1][1].shape[0] if done else 0
         if client is not None:
             measured_ranges = _on_cluster(client, src, opts, roi, chunk, position, pyramid, measure)
         else:
