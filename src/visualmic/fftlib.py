@@ -2,8 +2,8 @@
 
 Fourier transforms are most of a recovery's work: one ``rfft2`` per frame and
 one inverse FFT per band (``fft_floor`` in ``benchmarks/speed.py``). On x86
-processors MKL, which every x86 build of torch carries, computes them 1.3 to
-1.8 times faster than scipy's pocketfft (float32, 128² to 704² frames, two
+processors MKL, which every x86 build of torch carries, computes them 1.4 to
+1.7 times faster than scipy's pocketfft (float32, 128² to 704² frames, two
 cores, measured side by side: ``fft_floor`` and ``fft_floor_scipy`` in
 ``benchmarks/results/speed.json``). So where torch is installed with MKL
 (``pip install 'visualmic[gpu]'``, or a CPU build of torch), the CPU path uses
