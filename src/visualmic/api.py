@@ -396,7 +396,7 @@ def _stream_measurements(
         yield from done
         position = done[-1][0] + done[-1][1].shape[0] if done else 0
         if client is not None:
-            measured_ranges = _on_cluster(client, src, opts, roi, chunk, position, pyramid, measure)
+            measured_ranges = _on_cluster(client, src, opts, roi, chunk, position, measure_frames)
         else:
             rest = frames(position, None, "recovering")
             measured_ranges = map_ordered(lambda item: (item[0], measure_frames(item[1])), rest,
@@ -410,8 +410,9 @@ def _stream_measurements(
 
 
 def _on_cluster(client: Any, src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], chunk: int,
-                start: int, pyramid: SteerablePyramid, measure: Measure) -> Iterator[tuple[int, np.ndarray]]:
-    """Measurements of frames ``start`` onwards by a Dask cluster's workers, in order."""
+                start: int, measure_frames: MeasureFrames) -> Iterator[tuple[int, np.ndarray]]:
+    """Measurements of frames ``start`` onwards by a Dask cluster's workers, in order, each chunk
+    measured by ``measure_frames`` as in one process (drift following included)."""
     path = src.meta.path
     if not Path(path).exists():
         raise InputError("a cluster reads the input from its file: give a file path, not an array")
@@ -419,11 +420,13 @@ def _on_cluster(client: Any, src: FrameSource, opts: RecoverOptions, roi: tuple[
     if total is None:
         raise InputError(f"{path}: the frame count is unknown, so the frames cannot be split between workers")
     workers = max(1, len(client.scheduler_info().get("workers", {})))
-    span = max(chunk, -(-(total - start) // (4 * workers)))  # about four tasks per worker
+    # About four tasks per worker, each a whole number of chunks: the chunks (the unit drift is
+    # followed in) are then the single process's.
+    span = chunk * max(1, -(-(total - start) // (4 * workers * chunk)))
     # The pyramid and the references go to every worker once, not inside every task.
-    bands, measure_on_worker = client.scatter([pyramid.bands, measure], broadcast=True)
+    [measure_on_worker] = client.scatter([measure_frames], broadcast=True)
     tasks = [(a, client.submit(measure_range, path, roi=roi, downsample=opts.downsample, chunk_frames=chunk,
-                               start=a, stop=b, bands=bands, measure=measure_on_worker, pure=False))
+                               start=a, stop=b, measure_frames=measure_on_worker, pure=False))
              for a, b in frame_ranges(start, total, span)]
     for first, task in tasks:
         measured = task.result()

@@ -44,9 +44,8 @@ def frame_ranges(start: int, total: int, span: int) -> list[tuple[int, int | Non
 
 
 def measure_range(path: str, *, roi: Roi, downsample: int, chunk_frames: int, start: int, stop: int | None,
-                  bands: Callable[[np.ndarray], list[np.ndarray]],
-                  measure: Callable[[list[np.ndarray]], np.ndarray]) -> np.ndarray:
-    """Measure frames ``start`` to ``stop`` of a file (runs on a worker).
+                  measure_frames: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Measure frames ``start`` to ``stop`` of a file (runs on a worker), each chunk by ``measure_frames``.
 
     Returns
     -------
@@ -55,7 +54,7 @@ def measure_range(path: str, *, roi: Roi, downsample: int, chunk_frames: int, st
         the file has fewer frames).
     """
     with open_source(path) as source:
-        parts = [measure(bands(block)) for _, block in stream_frames(
+        parts = [measure_frames(block) for _, block in stream_frames(
             source, chunk_frames=chunk_frames, roi=roi, downsample=downsample, start=start, stop=stop)]
     return np.concatenate(parts) if parts else np.empty((0,))
 
