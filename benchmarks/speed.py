@@ -58,7 +58,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-import scipy.fft
+import scipy
 
 import visualmic
 import visualmic.engine
@@ -242,11 +242,12 @@ def main() -> None:
             floor_s = fastest_fft_floor(frames, chunk, repeats)
             scipy_floor_s = with_environment("VISUALMIC_FFT", "scipy",
                                              lambda: fastest_fft_floor(frames, chunk, repeats))
-            npy_s = best_of(lambda: visualmic.recover(npy, **options), repeats)
-            scipy_fft_s = with_environment("VISUALMIC_FFT", "scipy",
-                                           lambda: best_of(lambda: visualmic.recover(npy, **options), repeats))
-            numpy_kernel_s = with_environment("VISUALMIC_NUMBA", "0",
-                                              lambda: best_of(lambda: visualmic.recover(npy, **options), repeats))
+            def recover_npy_s() -> float:
+                return best_of(lambda: visualmic.recover(npy, **options), repeats)
+
+            npy_s = recover_npy_s()
+            scipy_fft_s = with_environment("VISUALMIC_FFT", "scipy", recover_npy_s)
+            numpy_kernel_s = with_environment("VISUALMIC_NUMBA", "0", recover_npy_s)
             decode_s = best_of(lambda: decode_only(mkv), repeats)
             ffv1_s = best_of(lambda: visualmic.recover(mkv, **options), repeats)
             cpu_bound = (cpu_seconds(lambda: decode_only(mkv)) + cpu_seconds(lambda: visualmic.recover(npy, **options))

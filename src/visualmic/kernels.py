@@ -25,6 +25,7 @@ Set the environment variable ``VISUALMIC_NUMBA=0`` to use the numpy path.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -125,7 +126,10 @@ def _phase_sums_loop(band, ref, weights, segments, regions):  # pragma: no cover
     return out
 
 
-_compiled = None
+@functools.cache
+def _compiled(loop):
+    """``loop`` compiled once per process (and cached on disk), releasing the GIL."""
+    return numba.njit(fastmath=True, nogil=True, cache=True, error_model="numpy")(loop)
 
 
 def fused_phase_sums(band: np.ndarray, conj_ref: np.ndarray, weights: np.ndarray, segments: np.ndarray,
@@ -160,11 +164,8 @@ def fused_phase_sums(band: np.ndarray, conj_ref: np.ndarray, weights: np.ndarray
     >>> np.round(out[0, 0], 4)  # doctest: +SKIP
     array([0.4   , 0.4   , 3.98  , 3.98  , 3.98  ])
     """
-    global _compiled
-    if _compiled is None:
-        _compiled = numba.njit(fastmath=True, nogil=True, cache=True, error_model="numpy")(_phase_sums_loop)
     band = np.ascontiguousarray(band, dtype=np.complex64)
-    return _compiled(band.view(np.float32), np.ascontiguousarray(conj_ref, dtype=np.float32),
+    return _compiled(_phase_sums_loop)(band.view(np.float32), np.ascontiguousarray(conj_ref, dtype=np.float32),
                      np.ascontiguousarray(weights, dtype=np.float32), segments, int(regions))
 
 
@@ -200,9 +201,6 @@ def _band_spectrum_loop(spectrum, out, blocks, masks, zero):  # pragma: no cover
                         dst[2 * j] = re * mask[2 * j] - im * mask[2 * j + 1]
                         dst[2 * j + 1] = re * mask[2 * j + 1] + im * mask[2 * j]
         offset += rows * cols
-
-
-_compiled_band_spectrum = None
 
 
 def fused_band_spectrum(spectrum: np.ndarray, blocks: np.ndarray, masks: np.ndarray, zero: np.ndarray, *,
@@ -241,12 +239,8 @@ def fused_band_spectrum(spectrum: np.ndarray, blocks: np.ndarray, masks: np.ndar
     ...                     shape=(2, 2))[0].real.tolist()  # doctest: +SKIP
     [[10.0, 12.0], [4.0, 6.0]]
     """
-    global _compiled_band_spectrum
-    if _compiled_band_spectrum is None:
-        _compiled_band_spectrum = numba.njit(fastmath=True, nogil=True, cache=True,
-                                             error_model="numpy")(_band_spectrum_loop)
     spectrum = np.ascontiguousarray(spectrum, dtype=np.complex64)
     out = np.empty((spectrum.shape[0], *shape), dtype=np.complex64)
-    _compiled_band_spectrum(spectrum.view(np.float32), out.view(np.float32), blocks,
+    _compiled(_band_spectrum_loop)(spectrum.view(np.float32), out.view(np.float32), blocks,
                             masks.view(np.float32), zero)
     return out

@@ -184,24 +184,22 @@ def prepare_references(
         margin = (border_px / info.spacing_px[0], border_px / info.spacing_px[1])
         weight = (_border_taper(info.shape, margin) * info.area_px).reshape(-1)
         labels = region_labels(info.shape, info.spacing_px, pyramid.shape, grid).reshape(-1)
-        phase_w = product.imag.reshape(2, -1) * weight  # A^2 grad(phi)
-        amp_grad = product.real.reshape(2, -1)  # A grad(A)
-        amp_w = amp_grad * (weight / (power + floor))
+        pw = product.imag.reshape(2, -1)  # A^2 grad(phi)
+        aw = product.real.reshape(2, -1)  # A grad(A)
+        inv_power = weight / (power + floor)
 
         def per_region(values: np.ndarray) -> np.ndarray:
             return np.stack([np.bincount(labels, weights=v, minlength=regions) for v in values], axis=-1)
 
-        offset = per_region(amp_grad * weight)  # (R, 2)
+        offset = per_region(aw * weight)  # (R, 2)
         # Normal matrix: sum of A^2 (k k^T + a a^T) with k = grad(phi), a = grad(A)/A,
         # i.e. sum of (A^2 k)(A^2 k)^T / A^2 + (A grad A)(A grad A)^T / A^2, per region.
-        inv_power = weight / (power + floor)
-        pw, aw = product.imag.reshape(2, -1), amp_grad
         yy, xy, xx = (pw[i] * pw[j] * inv_power + aw[i] * aw[j] * inv_power for i, j in ((0, 0), (1, 0), (1, 1)))
         fisher = per_region(np.stack([yy, xy, xy, xx])).reshape(regions, 2, 2)
         out.append(
             BandReference(
                 conj_ref=np.conj(ref).reshape(-1).astype(np.complex64),
-                weights=np.concatenate([phase_w, amp_w]).astype(np.float32),
+                weights=np.concatenate([pw * weight, aw * inv_power]).astype(np.float32),
                 labels=labels,
                 offset=offset,
                 fisher=fisher,
