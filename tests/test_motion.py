@@ -35,3 +35,32 @@ def test_noise_covariance_matches_monte_carlo(shape, grid, merge):
     scale = np.sqrt(np.outer(np.diag(model), np.diag(model)))
     np.testing.assert_allclose(measured / scale, model / scale, atol=0.06)
     assert np.abs(model / scale - np.eye(len(model))).max() > 0.1  # the bands' noise is correlated, and it shows
+
+
+@pytest.mark.parametrize("shape, grid, merge", [((24, 20), 2, False), ((24, 20), 2, True), ((23, 26), 1, False)])
+def test_noise_covariance_of_several_scales_is_the_measurements_jacobian_gram(shape, grid, merge):
+    """With several scales, fine bands keep the whole half plane and coarse ones their bins: the
+    model is still J J^T of the measurement's Jacobian J (pixels to estimates), computed pixel by pixel."""
+    pyramid = SteerablePyramid(shape, scales=2, orientations=2)
+    texture = procedural_texture(shape, seed=5).astype(np.float64)
+    prepared = prepare_references(pyramid, reference_bands(pyramid.bands(texture[None].astype(np.float32))),
+                                  grid=grid, border_px=2)
+    half_plane = shape[0] * (shape[1] // 2 + 1)
+    sizes = [support.size for support in pyramid.half_plane_supports]
+    assert min(sizes) < half_plane / 2 <= max(sizes)  # both representations are exercised
+    direction = np.array([0.6, 0.8])
+    fisher = np.concatenate([r.fisher for r in prepared])
+
+    def estimates(frames: np.ndarray) -> np.ndarray:
+        sums = phase_gradient_sums(pyramid.bands(frames.astype(np.float32)), prepared)
+        info = fisher
+        if merge:
+            sums, info = merge_regions(sums, fisher, grid * grid)
+        return -(sums @ direction) / np.einsum("i,cij,j->c", direction, info, direction)
+
+    step = 0.05  # grey levels: central differences of a function linear to far below this
+    impulses = np.eye(texture.size).reshape(-1, *shape) * step
+    jacobian = (estimates(texture + impulses) - estimates(texture - impulses)).T / (2 * step)
+    model = band_noise_covariance(pyramid, prepared, direction, merge_regions=merge)
+    scale = np.sqrt(np.outer(np.diag(model), np.diag(model)))
+    np.testing.assert_allclose(jacobian @ jacobian.T / scale, model / scale, atol=1e-3)

@@ -296,7 +296,8 @@ def band_noise_covariance(
     the kernels' Gram matrix follows from their spectra on the bands' bins alone
     (no frame-sized transform). Bands that overlap in frequency have correlated
     noise, which this covariance captures (the combination stage uses it;
-    ignoring it over-trusts groups of bands).
+    ignoring it over-trusts groups of bands), as does the flicker correction's
+    brightness gain, common to a band's regions.
 
     Parameters
     ----------
@@ -328,6 +329,7 @@ def band_noise_covariance(
     (2, 2)
     """
     spectra, informations = [], []
+    half_plane = pyramid.shape[0] * (pyramid.shape[1] // 2 + 1)
     for info, support, ref in zip(pyramid.bands_info, pyramid.half_plane_supports, references):
         c_ref = np.conj(ref.conj_ref)
         power = np.abs(c_ref) ** 2
@@ -338,11 +340,16 @@ def band_noise_covariance(
         along = direction.astype(np.float32) @ ref.weights.reshape(2, 2, -1)  # (phase, amplitude) along u
         v = c_ref * (along[1] + 1j * (along[0] / (power + floor)))
         information = np.einsum("i,rij,j->r", direction, ref.fisher, direction)
+        # The flicker correction subtracts the band's brightness gain times the region's offset:
+        # u.dS -= (u.offset) dg, with dg = Re sum_x dc(x) conj(c_ref(x)) / sum A^2 over the whole band.
+        gain_weight = ((ref.offset @ direction) * ref._inverse_power).astype(np.float32)  # (R,)
         if merge_regions:
-            v, information = v[None], information.sum(keepdims=True)
+            v, information = v[None] - gain_weight.sum() * c_ref[None], information.sum(keepdims=True)
         else:
-            v = v[None] * (ref.labels[None, :] == np.arange(ref.regions)[:, None])
-        spectra.append((support, _kernel_spectra(v.reshape(-1, *info.shape), info, support, pyramid.shape)))
+            v = v[None] * (ref.labels[None, :] == np.arange(ref.regions)[:, None]) - gain_weight[:, None] * c_ref[None]
+        # Bands reading most of the half plane (the finest scales) keep it whole: no gathers.
+        positions = None if 2 * support.size >= half_plane else support
+        spectra.append((positions, _kernel_spectra(v.reshape(-1, *info.shape), info, positions, pyramid.shape)))
         informations.append(information)
     information = np.concatenate(informations)
     scale = np.divide(-1.0, information, out=np.zeros_like(information), where=information > 0)
@@ -350,32 +357,35 @@ def band_noise_covariance(
 
 
 def _kernel_spectra(
-    v: np.ndarray, info: Band, support: np.ndarray, frame_shape: tuple[int, int]
+    v: np.ndarray, info: Band, positions: np.ndarray | None, frame_shape: tuple[int, int]
 ) -> np.ndarray:
     """Image-domain spectra of the kernels ``h`` with ``Re sum_x band(I)(x) conj(v(x)) = sum_y h(y) I(y)``.
 
     ``h`` is the adjoint of the band's crop-and-mask operator applied to each
     ``v`` (``(K, rows, cols)`` at the band's size); its spectrum lives on the
-    band's bins of the frame's ``rfft2`` half plane, ``support``
+    band's bins of the frame's ``rfft2`` half plane
     (:attr:`SteerablePyramid.half_plane_supports`). Returns ``(K, bins)`` values
-    ``F`` on those bins such that ``h = Re(ifft2(F))`` (F zero off the half plane).
+    ``F`` such that ``h = Re(ifft2(F))`` (F zero elsewhere on the half plane), on
+    the flat half-plane bins ``positions`` or, with None, on the whole half plane.
     """
     rows, cols = frame_shape
     half = cols // 2 + 1
     spectrum_v = fft2(v)  # all cores: the combination runs alone
-    # Accumulated on the whole half plane (rectangular blocks: slices, no gathers), then
-    # read on the support; the zero and Nyquist columns are copied by two blocks and add up.
+    # Accumulated on the whole half plane (rectangular blocks: slices, no gathers); the zero
+    # and Nyquist columns are copied by two blocks and add up.
     half_plane = np.zeros((len(v), rows, half), dtype=np.complex64)
     scale = (rows * cols) / (info.shape[0] * info.shape[1])
     for block in info.blocks:  # adjoint of BlockCopy: out = src * mask (conj. for mirrors)
         part = spectrum_v[:, block.rows, block.cols]
         half_plane[:, block.src_rows, block.src_cols] += (np.conj(part) if block.mirror else part) * (
             np.conj(block.mask) * scale)
-    return np.take(half_plane.reshape(len(v), -1), support, axis=1)
+    half_plane = half_plane.reshape(len(v), -1)
+    return half_plane if positions is None else np.take(half_plane, positions, axis=1)
 
 
-def _kernel_gram(spectra: list[tuple[np.ndarray, np.ndarray]], frame_shape: tuple[int, int]) -> np.ndarray:
-    """``sum_y h_i(y) h_j(y)`` of all kernels from their half-plane spectra (:func:`_kernel_spectra`).
+def _kernel_gram(spectra: list[tuple[np.ndarray | None, np.ndarray]], frame_shape: tuple[int, int]) -> np.ndarray:
+    """``sum_y h_i(y) h_j(y)`` of all kernels from their half-plane spectra (:func:`_kernel_spectra`:
+    ``(positions, F)``, positions None for the whole half plane).
 
     With ``h = Re(ifft2(F))``, Parseval gives ``(Re sum_k F_i conj(F_j) + Re sum_k F_i(k) F_j(-k)) / (2 N)``
     for N pixels, the second sum over the bins whose mirror ``-k`` is also on the half plane
@@ -386,25 +396,34 @@ def _kernel_gram(spectra: list[tuple[np.ndarray, np.ndarray]], frame_shape: tupl
     sizes = [spectrum.shape[0] for _, spectrum in spectra]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     gram = np.zeros((offsets[-1], offsets[-1]))
-    for i, (support_i, f_i) in enumerate(spectra):
-        row, col = np.divmod(support_i, half)
+    for i, (positions_i, f_i) in enumerate(spectra):
+        flat_i = np.arange(f_i.shape[1]) if positions_i is None else positions_i
+        row, col = np.divmod(flat_i, half)
         self_mirrored = np.flatnonzero((col == 0) | (2 * col == cols))
         mirrors = ((-row[self_mirrored]) % rows) * half + col[self_mirrored]
         for j in range(i, len(spectra)):
-            support_j, f_j = spectra[j]
-            if i == j:
-                shared_i, shared_j = f_i, f_i
-            else:
-                _, a, b = np.intersect1d(support_i, support_j, assume_unique=True, return_indices=True)
-                shared_i, shared_j = np.ascontiguousarray(f_i[:, a]), np.ascontiguousarray(f_j[:, b])
+            positions_j, f_j = spectra[j]
+            a, b = _where_in(positions_j, flat_i)  # the shared bins, gathered only where some are not
+            shared_i = f_i if a.size == f_i.shape[1] else np.take(f_i, a, axis=1)
+            shared_j = f_j if b.size == f_j.shape[1] else np.take(f_j, b, axis=1)
             # Re(x conj(y)) summed is the real dot product of the interleaved parts.
             total = shared_i.view(np.float32) @ shared_j.view(np.float32).T
-            _, a, b = np.intersect1d(mirrors, support_j, assume_unique=True, return_indices=True)
+            a, b = _where_in(positions_j, mirrors)
             total += (f_i[:, self_mirrored[a]] @ f_j[:, b].T).real
             block = total / (2 * rows * cols)
             gram[offsets[i] : offsets[i + 1], offsets[j] : offsets[j + 1]] = block
             gram[offsets[j] : offsets[j + 1], offsets[i] : offsets[i + 1]] = block.T
     return gram
+
+
+def _where_in(positions: np.ndarray | None, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the sorted half-plane bins ``flat`` are among ``positions`` (sorted; None: all bins), and
+    their indices there: ``(indices into flat, indices into positions)``."""
+    if positions is None:
+        return np.arange(flat.size), flat
+    index = np.minimum(np.searchsorted(positions, flat), positions.size - 1)
+    found = np.flatnonzero(positions[index] == flat)
+    return found, index[found]
 
 
 def davis2014_band_signals(bands: list[np.ndarray], references: list[np.ndarray]) -> np.ndarray:
