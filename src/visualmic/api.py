@@ -8,6 +8,7 @@ into sound. Nothing here computes; everything here decides what to compute.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import __version__
-from .audio import default_highpass_hz, highpass, lowpass, mmse_lsa, normalize_peak, resample, spectral_subtraction
+from .audio import (
+    SPEECH_LOWEST_HZ, default_highpass_hz, highpass, lowpass, mmse_lsa, normalize_peak, resample, spectral_subtraction,
+)
 from .cache import ChunkCache, cache_key
 from .cluster import dask_client, frame_ranges, measure_range
 from .combine import (
@@ -519,7 +522,8 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         raise InputError(f"{meta.path}: {meta.frame_count} frames; at least {MIN_FRAMES} are needed")
     roi = check_roi(opts.roi, width=meta.width, height=meta.height)
     shape = prepared_shape(roi, opts.downsample)
-    highpass_hz = default_highpass_hz(fps) if opts.highpass_hz is None else float(opts.highpass_hz)
+    most_hz = math.inf if opts.method == "davis2014" else SPEECH_LOWEST_HZ  # the 2014 recipe keeps the paper's rule
+    highpass_hz = default_highpass_hz(fps, most_hz=most_hz) if opts.highpass_hz is None else float(opts.highpass_hz)
     if highpass_hz >= fps / 2:
         raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
 

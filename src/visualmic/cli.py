@@ -161,7 +161,7 @@ def main() -> None:
               help="'phase': this project's estimator; 'davis2014': the paper's recipe, for comparison.")
 @click.option("--reference-frames", type=int, default=RecoverOptions.reference_frames, show_default=True,
               help="Frames averaged into the reference.")
-@click.option("--highpass", "highpass_hz", type=float, default=None, help="High-pass cut-off in Hz [default: 0.05 x Nyquist; 0: off].")
+@click.option("--highpass", "highpass_hz", type=float, default=None, help="High-pass cut-off in Hz [default: 0.05 x Nyquist, at most 60 Hz; 0: off].")
 @click.option("--denoise", type=click.Choice(DENOISERS), default=RecoverOptions.denoise, show_default=True,
               help="'mmse': MMSE log-spectral amplitude with the measured noise floor (keeps tones); "
                    "'spectral': spectral subtraction for speech in steady noise.")

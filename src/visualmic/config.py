@@ -82,7 +82,8 @@ class RecoverOptions:
     reference_frames : int
         Frames averaged into the reference (``"phase"`` only; the 2014 recipe uses frame 0).
     highpass_hz : float or None
-        High-pass cut-off (Hz); None: 0.05 x Nyquist; 0 disables it.
+        High-pass cut-off (Hz); None: 0.05 x Nyquist, at most 60 Hz (the 2014 recipe:
+        uncapped, as in the paper); 0 disables it.
     denoise : {"none", "spectral", "mmse"}
         ``"mmse"``: MMSE log-spectral amplitude estimator driven by the noise floor
         the combination measured (white): keeps tones, for speech and music.
