@@ -592,8 +592,10 @@ def _codec_warnings(meta: Meta, repeated: int, count: int) -> list[str]:
     warnings = []
     if repeated > 0.01 * count:
         warnings.append(f"{repeated} of {count} frames ({100 * repeated / count:.0f} %) are exact copies of the one "
-                        "before: the codec kept no motion in them" + ("; most of the motion is lost, expect little "
-                        "of the sound" if repeated > count / 2 else ""))
+                        "before: the codec kept no motion in them, and it moves the others in steps of a fraction "
+                        "of a pixel (a quarter for H.264 and HEVC), so motion well under a quarter pixel is mostly "
+                        "not in the file" + ("; most of the motion is lost, expect little of the sound"
+                                             if repeated > count / 2 else ""))
     if meta.lossy:
         warnings.append("the estimated SNR counts camera noise only: a codec's errors are common to neighbouring "
                         "bands and rows, whose disagreement measures the noise, so it cannot see them; on this "
