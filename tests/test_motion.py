@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from visualmic.motion import (
     band_noise_covariance,
@@ -37,18 +39,13 @@ def test_noise_covariance_matches_monte_carlo(shape, grid, merge):
     assert np.abs(model / scale - np.eye(len(model))).max() > 0.1  # the bands' noise is correlated, and it shows
 
 
-@pytest.mark.parametrize("shape, grid, merge", [((24, 20), 2, False), ((24, 20), 2, True), ((23, 26), 1, False)])
-def test_noise_covariance_of_several_scales_is_the_measurements_jacobian_gram(shape, grid, merge):
-    """With several scales, fine bands keep the whole half plane and coarse ones their bins: the
-    model is still J J^T of the measurement's Jacobian J (pixels to estimates), computed pixel by pixel."""
-    pyramid = SteerablePyramid(shape, scales=2, orientations=2)
-    texture = procedural_texture(shape, seed=5).astype(np.float64)
+def _jacobian_gram_and_model(pyramid: SteerablePyramid, grid: int, merge: bool, direction: np.ndarray, seed: int):
+    """J J^T of the measurement's Jacobian J (pixels to estimates, central differences pixel by
+    pixel) and the noise model, both scaled by the model's standard deviations."""
+    shape = pyramid.shape
+    texture = procedural_texture(shape, seed=seed).astype(np.float64)
     prepared = prepare_references(pyramid, reference_bands(pyramid.bands(texture[None].astype(np.float32))),
                                   grid=grid, border_px=2)
-    half_plane = shape[0] * (shape[1] // 2 + 1)
-    sizes = [support.size for support in pyramid.half_plane_supports]
-    assert min(sizes) < half_plane / 2 <= max(sizes)  # both representations are exercised
-    direction = np.array([0.6, 0.8])
     fisher = np.concatenate([r.fisher for r in prepared])
 
     def estimates(frames: np.ndarray) -> np.ndarray:
@@ -63,4 +60,28 @@ def test_noise_covariance_of_several_scales_is_the_measurements_jacobian_gram(sh
     jacobian = (estimates(texture + impulses) - estimates(texture - impulses)).T / (2 * step)
     model = band_noise_covariance(pyramid, prepared, direction, merge_regions=merge)
     scale = np.sqrt(np.outer(np.diag(model), np.diag(model)))
-    np.testing.assert_allclose(jacobian @ jacobian.T / scale, model / scale, atol=1e-3)
+    return jacobian @ jacobian.T / scale, model / scale
+
+
+@pytest.mark.parametrize("shape, grid, merge", [((24, 20), 2, False), ((24, 20), 2, True), ((23, 26), 1, False)])
+def test_noise_covariance_of_several_scales_is_the_measurements_jacobian_gram(shape, grid, merge):
+    """With several scales, fine bands keep the whole half plane and coarse ones their bins: the
+    model is still J J^T of the measurement's Jacobian J (pixels to estimates), computed pixel by pixel."""
+    pyramid = SteerablePyramid(shape, scales=2, orientations=2)
+    half_plane = shape[0] * (shape[1] // 2 + 1)
+    sizes = [support.size for support in pyramid.half_plane_supports]
+    assert min(sizes) < half_plane / 2 <= max(sizes)  # both representations are exercised
+    measured, model = _jacobian_gram_and_model(pyramid, grid, merge, np.array([0.6, 0.8]), seed=5)
+    np.testing.assert_allclose(measured, model, atol=1e-3)
+
+
+@settings(max_examples=8, deadline=None)
+@given(rows=st.integers(8, 28), cols=st.integers(8, 28), orientations=st.integers(1, 4), grid=st.integers(1, 3),
+       merge=st.booleans(), angle=st.floats(0, np.pi), seed=st.integers(0, 100))
+def test_noise_covariance_is_the_jacobian_gram_for_any_frame_and_bands(rows, cols, orientations, grid, merge, angle,
+                                                                       seed):
+    """Odd and even sizes, 1 to 4 orientations, regions or not, any direction: the model is J J^T."""
+    pyramid = SteerablePyramid((rows, cols), scales=1, orientations=orientations)
+    direction = np.array([np.sin(angle), np.cos(angle)])
+    measured, model = _jacobian_gram_and_model(pyramid, grid, merge, direction, seed=seed)
+    np.testing.assert_allclose(measured, model, atol=3e-3)
