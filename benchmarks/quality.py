@@ -194,12 +194,13 @@ def best_linear_combination(rec: visualmic.Recovery, truth_px: np.ndarray) -> np
     """An oracle: the recovery's channel signals combined with the weights that the truth makes best
     (``C^-1 g``, from each channel's true gain g and the covariance C of its errors). No combination
     of these channels without the truth can do better than this (nor than the bound)."""
-    signals = highpass(rec.band_signals_px, fps=rec.fps, cutoff_hz=rec.highpass_hz)[:, 200:-200]
+    signals = highpass(rec.band_signals_px, fps=rec.fps, cutoff_hz=rec.highpass_hz)
+    fitted = signals[:, 200:-200]
     truth = highpass(truth_px, fps=rec.fps, cutoff_hz=rec.highpass_hz)[200:-200]
-    gains = signals @ truth / (truth @ truth)
-    errors = signals - np.outer(gains, truth)
+    gains = fitted @ truth / (truth @ truth)
+    errors = fitted - np.outer(gains, truth)
     weights = np.linalg.lstsq(np.cov(errors), gains, rcond=None)[0]
-    return weights @ highpass(rec.band_signals_px, fps=rec.fps, cutoff_hz=rec.highpass_hz)
+    return weights @ signals
 
 
 def plot(rows: list[dict], path: Path) -> None:

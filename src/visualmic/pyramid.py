@@ -48,16 +48,14 @@ class BlockCopy:
 
     rows: slice
     cols: slice
-    src_rows: slice | np.ndarray
-    src_cols: slice | np.ndarray
+    src_rows: slice
+    src_cols: slice
     mirror: bool
     mask: np.ndarray
 
     def source(self, spectrum: np.ndarray) -> np.ndarray:
-        """The block of ``spectrum`` (frames first) that this copy reads."""
-        if isinstance(self.src_rows, slice) or isinstance(self.src_cols, slice):
-            return spectrum[:, self.src_rows, self.src_cols]
-        return spectrum[:, self.src_rows[:, None], self.src_cols[None, :]]
+        """The block of ``spectrum`` (frames first) that this copy reads (a view)."""
+        return spectrum[:, self.src_rows, self.src_cols]
 
 
 @dataclass(frozen=True)
@@ -114,8 +112,8 @@ class Band:
         return blocks, masks.astype(np.complex64), zero.reshape(-1, 4)
 
 
-def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
-    """A slice when the indices step by +1 or -1 (a view instead of a copy), else the array."""
+def _as_slice(indices: np.ndarray) -> slice:
+    """The slice of indices that step by +1 or -1 (a block's runs, see :func:`_contiguous_runs`)."""
     if indices.size == 1:
         return slice(int(indices[0]), int(indices[0]) + 1)
     steps = np.diff(indices)
@@ -124,7 +122,7 @@ def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
     if np.all(steps == -1):
         stop = int(indices[-1]) - 1
         return slice(int(indices[0]), stop if stop >= 0 else None, -1)
-    return indices
+    raise ValueError(f"indices {indices.tolist()} do not step by +1 or -1")
 
 
 def _contiguous_runs(*indices: np.ndarray) -> list[np.ndarray]:
