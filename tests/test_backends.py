@@ -241,3 +241,13 @@ def test_torch_backend_follows_drift_like_the_cpu_path():
     fisher = np.concatenate([r.fisher for r in refs])
     shift = -np.linalg.solve(fisher.sum(0), expected.sum(1).T).T  # joint displacement (y, x) per frame
     np.testing.assert_allclose(shift, np.broadcast_to([1.0, -2.0], shift.shape), atol=0.05)
+
+
+def test_frames_kept_in_their_stored_type_give_the_same_recovery(melody_scene, melody_frames):
+    """8-bit frames travel between threads as uint8 and are converted by the pyramid: the same sound
+    as from the same frames given as float32."""
+    assert melody_frames.dtype == np.uint8
+    as_stored = visualmic.recover(melody_frames, fps=melody_scene.fps, scales=1)
+    as_float = visualmic.recover(melody_frames.astype(np.float32), fps=melody_scene.fps, scales=1)
+    np.testing.assert_allclose(as_stored.displacement_px, as_float.displacement_px, rtol=0,
+                               atol=1e-6 * np.abs(as_float.displacement_px).max())

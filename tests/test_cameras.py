@@ -36,7 +36,12 @@ needs_camera_data = pytest.mark.skipif(not CAMERA_DATA.is_dir(), reason=f"camera
 
 
 def _read_all(src):
-    return np.concatenate([block for _, block in src.chunks(chunk_frames=6)])
+    """Every frame as float32, checked to equal the frames read in their stored (unsigned) type."""
+    frames = np.concatenate([block for _, block in src.chunks(chunk_frames=6)])
+    stored = np.concatenate([block for _, block in src.chunks(chunk_frames=6, stored=True)])
+    assert frames.dtype == np.float32 and stored.dtype.kind == "u" and stored.dtype.isnative
+    assert np.array_equal(stored, frames)
+    return frames
 
 
 # --- real files against the established readers ------------------------------------------------

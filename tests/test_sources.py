@@ -16,10 +16,15 @@ def _frames(n=20, shape=(24, 32), dtype=np.uint8, seed=0):
     return np.random.default_rng(seed).integers(0, top, size=(n, *shape)).astype(dtype)
 
 
-def _read_all(src, **kw):
+def _read_all(src, stored_dtype=None, **kw):
+    """Every frame as float32, checked to equal the frames read in their stored type, ``stored_dtype``."""
     chunks = list(src.chunks(chunk_frames=7, **kw))
     assert [i for i, _ in chunks] == list(range(0, sum(c.shape[0] for _, c in chunks), 7))
-    return np.concatenate([c for _, c in chunks])
+    frames = np.concatenate([c for _, c in chunks])
+    stored = np.concatenate([c for _, c in src.chunks(chunk_frames=7, stored=True, **kw)])
+    assert frames.dtype == np.float32 and stored.dtype == stored_dtype and stored.dtype.isnative
+    assert np.array_equal(stored, frames)
+    return frames
 
 
 def test_npy_is_memory_mapped_and_exact(tmp_path):
@@ -28,19 +33,19 @@ def test_npy_is_memory_mapped_and_exact(tmp_path):
     src = open_source(tmp_path / "f.npy")
     assert isinstance(src._frames, np.memmap)
     assert (src.meta.frame_count, src.meta.bit_depth, src.meta.fps) == (20, 16, None)
-    assert np.array_equal(_read_all(src), frames.astype(np.float32))
+    assert np.array_equal(_read_all(src, np.uint16), frames.astype(np.float32))
 
 
 def test_roi_crops_x_along_columns(tmp_path):
     frames = _frames()
     src = open_source(frames)
-    out = _read_all(src, roi=(5, 3, 10, 6))
+    out = _read_all(src, np.uint8, roi=(5, 3, 10, 6))
     assert np.array_equal(out, frames[:, 3:9, 5:15].astype(np.float32))
 
 
 def test_colour_array_becomes_channel_mean():
     rgb = _frames(shape=(8, 8, 3))
-    out = _read_all(open_source(rgb))
+    out = _read_all(open_source(rgb), np.float32)
     assert np.allclose(out, rgb.mean(axis=-1))
 
 
@@ -53,7 +58,7 @@ def test_image_folder_in_natural_order(tmp_path, suffix, dtype):
         Image.fromarray(f).save(path) if suffix == ".png" else tifffile.imwrite(path, f)
     src = open_source(tmp_path)
     assert src.meta.frame_count == 12 and src.meta.bit_depth == np.dtype(dtype).itemsize * 8
-    assert np.array_equal(_read_all(src), frames.astype(np.float32))  # frame_10 after frame_9
+    assert np.array_equal(_read_all(src, dtype), frames.astype(np.float32))  # frame_10 after frame_9
 
 
 def test_multipage_tiff(tmp_path):
@@ -61,7 +66,7 @@ def test_multipage_tiff(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", frames)
     src = open_source(tmp_path / "stack.tif")
     assert src.meta.frame_count == 20
-    assert np.array_equal(_read_all(src), frames.astype(np.float32))
+    assert np.array_equal(_read_all(src, np.uint16), frames.astype(np.float32))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -71,7 +76,7 @@ def test_ffv1_video_is_lossless_grey(tmp_path, dtype):
     src = open_source(tmp_path / "v.mkv")
     assert (src.meta.codec, src.meta.lossy, src.meta.bit_depth) == ("ffv1", False, 8 * np.dtype(dtype).itemsize)
     assert src.meta.fps == pytest.approx(2200)
-    assert np.array_equal(_read_all(src), frames.astype(np.float32))
+    assert np.array_equal(_read_all(src, dtype), frames.astype(np.float32))
 
 
 def test_lossy_video_is_flagged_and_grey(tmp_path):
@@ -79,7 +84,7 @@ def test_lossy_video_is_flagged_and_grey(tmp_path):
     write_video(tmp_path / "v.mp4", [frames], fps=500, codec="h264", quality=10)
     src = open_source(tmp_path / "v.mp4")
     assert src.meta.lossy and any("lossy" in n for n in src.meta.warnings)
-    out = _read_all(src)
+    out = _read_all(src, np.uint8)  # the luma plane as stored
     assert out.shape == (20, 32, 32)
     # H.264 in limited range: Y = 16 + 219/255 * grey, within compression error.
     assert np.corrcoef(out[0].ravel(), frames[0].ravel())[0, 1] > 0.9
@@ -134,7 +139,7 @@ def test_rate_from_timestamps_when_the_container_stores_none(tmp_path):
             out.mux(packet)
     meta = open_source(path).meta
     assert meta.fps == pytest.approx(2200, rel=1e-6) and meta.fps_origin == "timestamps"
-    assert _read_all(open_source(path)).shape == (120, 32, 32)  # the probe left the file at its start
+    assert _read_all(open_source(path), np.uint8).shape == (120, 32, 32)  # the probe left the file at its start
 
 
 @settings(max_examples=80, deadline=None)

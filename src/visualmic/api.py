@@ -371,8 +371,9 @@ def _stream_measurements(
                                   else default_chunk_frames(shape))
 
     def frames(start: int, stop: int | None, label: str):
+        # Frames stay in their stored type until the pyramid's transform converts them (less memory traffic).
         return stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, start=start, stop=stop,
-                             progress=progress, description=label)
+                             progress=progress, description=label, stored=True)
 
     n_ref = 1 if opts.method == "davis2014" else opts.reference_frames
     blocks = [block for _, block in frames(0, n_ref, "reference")]

@@ -55,7 +55,7 @@ def measure_range(path: str, *, roi: Roi, downsample: int, chunk_frames: int, st
     """
     with open_source(path) as source:
         parts = [measure_frames(block) for _, block in stream_frames(
-            source, chunk_frames=chunk_frames, roi=roi, downsample=downsample, start=start, stop=stop)]
+            source, chunk_frames=chunk_frames, roi=roi, downsample=downsample, start=start, stop=stop, stored=True)]
     return np.concatenate(parts) if parts else np.empty((0,))
 
 

@@ -58,6 +58,7 @@ def stream_frames(
     prefetch: int = 2,
     progress: bool = False,
     description: str = "frames",
+    stored: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_index, frames)`` chunks, cropped and block-averaged, read ahead in a thread.
 
@@ -79,6 +80,9 @@ def stream_frames(
         Show a progress bar on stderr (only when stderr is a terminal).
     description : str
         Label of the progress bar.
+    stored : bool
+        Leave 8- and 16-bit frames in their stored type (see :meth:`FrameSource.chunks`;
+        block averages are float32 either way).
 
     Examples
     --------
@@ -92,7 +96,8 @@ def stream_frames(
 
     def reader() -> None:
         try:
-            for first, frames in source.chunks(chunk_frames=chunk_frames, start=start, stop=stop, roi=roi):
+            for first, frames in source.chunks(chunk_frames=chunk_frames, start=start, stop=stop, roi=roi,
+                                               stored=stored):
                 item = (first, block_mean(frames, downsample))
                 while not stop_reading.is_set():
                     try:

@@ -200,7 +200,9 @@ class TorchPhaseSums:
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """``(n, channels, 2)`` sums of a chunk of frames, as :func:`visualmic.motion.phase_gradient_sums`."""
         torch = self._torch
-        x = torch.as_tensor(np.asarray(frames, dtype=np.float32)).to(self.device, non_blocking=True)
+        # 8-bit frames cross to the device as they are, a quarter of float32's bytes.
+        frames = np.ascontiguousarray(frames if frames.dtype == np.uint8 else frames.astype(np.float32, copy=False))
+        x = torch.as_tensor(frames).to(self.device, non_blocking=True).to(torch.float32)
         if tuple(x.shape[-2:]) != self.shape:
             raise ValueError(f"frames are {tuple(x.shape[-2:])}, the pyramid was built for {self.shape}")
         n = x.shape[0]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Meta", "FrameSource", "Roi", "grey_from_channels", "parse_roi"]
+__all__ = ["Meta", "FrameSource", "Roi", "grey_from_channels", "stored_grey", "parse_roi"]
 
 Roi = tuple[int, int, int, int]
 """A region of interest ``(x, y, width, height)`` in pixels, x along columns."""
@@ -80,7 +80,8 @@ class Meta:
 
 
 def grey_from_channels(frames: np.ndarray, channel_axis: bool) -> np.ndarray:
-    """Grey frames as float32: the mean of the colour channels (alpha ignored).
+    """Grey frames: the mean of the colour channels (alpha ignored) as float32, or
+    without channels the frames in their stored type (see :func:`stored_grey`).
 
     Parameters
     ----------
@@ -96,11 +97,26 @@ def grey_from_channels(frames: np.ndarray, channel_axis: bool) -> np.ndarray:
     10.0
     """
     if not channel_axis:
-        return np.asarray(frames, dtype=np.float32)
+        return stored_grey(frames)
     channels = frames.shape[-1]
     if channels in (2, 4):  # grey + alpha, RGB + alpha
         frames = frames[..., : channels - 1]
     return frames.mean(axis=-1, dtype=np.float32)
+
+
+def stored_grey(frames: np.ndarray) -> np.ndarray:
+    """A copy of grey frames in the type sources keep them in: unsigned integers of up to 16 bits
+    as stored (in the machine's byte order), anything else as float32.
+
+    Examples
+    --------
+    >>> stored_grey(np.array([1, 2], ">u2")).dtype.str, stored_grey(np.array([True])).dtype.name
+    ('<u2', 'float32')
+    """
+    dtype = frames.dtype
+    if dtype.kind == "u" and dtype.itemsize <= 2:
+        return np.array(frames, dtype=dtype.newbyteorder("="))
+    return np.array(frames, dtype=np.float32)
 
 
 def parse_roi(text: str) -> Roi:
@@ -129,13 +145,15 @@ class FrameSource(ABC):
 
     Subclasses fill :attr:`meta` on opening (cheaply: no full decode) and
     implement :meth:`_chunks`. Frames come out as float32 grey levels in the
-    file's own scale (0-255 for 8-bit, 0-65535 for 16-bit).
+    file's own scale (0-255 for 8-bit, 0-65535 for 16-bit), or with
+    ``stored=True`` in the type the source keeps them in (:func:`stored_grey`).
     """
 
     meta: Meta
 
     def chunks(
-        self, *, chunk_frames: int = 64, start: int = 0, stop: int | None = None, roi: Roi | None = None
+        self, *, chunk_frames: int = 64, start: int = 0, stop: int | None = None, roi: Roi | None = None,
+        stored: bool = False,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(index_of_first_frame, frames)`` with frames of shape ``(n, rows, cols)``.
 
@@ -147,18 +165,23 @@ class FrameSource(ABC):
             Range of frame indices to read (``stop=None``: to the end).
         roi : tuple of int, optional
             ``(x, y, width, height)`` to crop, already checked against the frame size.
+        stored : bool
+            Leave 8- and 16-bit frames in their stored unsigned type instead of float32:
+            for a consumer that converts them itself, next to its use (a quarter or half
+            of the memory traffic between threads).
         """
         if chunk_frames < 1:
             raise ValueError("chunk_frames must be at least 1")
         rows = slice(None) if roi is None else slice(roi[1], roi[1] + roi[3])
         cols = slice(None) if roi is None else slice(roi[0], roi[0] + roi[2])
-        yield from self._chunks(chunk_frames, start, stop, rows, cols)
+        for first, frames in self._chunks(chunk_frames, start, stop, rows, cols):
+            yield first, frames if stored else frames.astype(np.float32, copy=False)
 
     @abstractmethod
     def _chunks(
         self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield chunks of cropped grey float32 frames (see :meth:`chunks`)."""
+        """Yield chunks of cropped grey frames, each a new array typed as :func:`stored_grey` types them."""
 
     def close(self) -> None:
         """Release the file (sources that hold one override this)."""

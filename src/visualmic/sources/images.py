@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image
 
 from ..errors import InputError
-from .base import FrameSource, Meta, grey_from_channels
+from .base import FrameSource, Meta, grey_from_channels, stored_grey
 
 __all__ = ["ImageFolderSource", "TiffStackSource", "IMAGE_SUFFIXES"]
 
@@ -38,7 +38,7 @@ def _as_grey(image: np.ndarray, path: Path) -> np.ndarray:
         return grey_from_channels(image, channel_axis=True)
     if image.ndim != 2:
         raise InputError(f"{path}: expected a 2-D grey or colour image, got shape {image.shape}")
-    return image.astype(np.float32)
+    return stored_grey(image)
 
 
 class ImageFolderSource(FrameSource):

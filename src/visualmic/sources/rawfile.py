@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import release_pages
-from .base import FrameSource, Meta
+from .base import FrameSource, Meta, stored_grey
 
 __all__ = ["RawFrameFile"]
 
@@ -81,7 +81,7 @@ class RawFrameFile(FrameSource):
         for first in range(max(start, 0), stop, chunk_frames):
             last = min(first + chunk_frames, stop)
             pixels = self._decode(self._raw(first, last))
-            yield first, np.asarray(pixels[:, rows, cols], dtype=np.float32)
+            yield first, stored_grey(pixels[:, rows, cols])
             release_pages(self._map, int(self._offsets[first]), int(self._offsets[last - 1]) + self._frame_bytes)
 
     def close(self) -> None:

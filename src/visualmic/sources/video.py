@@ -9,7 +9,7 @@ import av
 import numpy as np
 
 from ..errors import InputError
-from .base import FrameSource, Meta
+from .base import FrameSource, Meta, stored_grey
 
 __all__ = ["VideoSource", "LOSSLESS_CODECS", "rate_storage_problem"]
 
@@ -23,14 +23,14 @@ _LUMA_FIRST = ("gray", "yuv", "yuvj", "yuva", "nv12", "nv16", "nv21", "nv24", "p
 
 
 def _grey(frame: av.VideoFrame) -> np.ndarray:
-    """Grey plane of a decoded frame as float32: luma for YUV, the channel mean for RGB."""
+    """Grey plane of a decoded frame: luma for YUV as stored (:func:`stored_grey`), the channel mean for RGB."""
     fmt = frame.format
     bits = fmt.components[0].bits
     if fmt.name.startswith(_LUMA_FIRST) and not fmt.name.startswith(("ya8", "ya16")):
         dtype = np.dtype(np.uint8) if bits <= 8 else np.dtype(">u2" if fmt.name.endswith("be") else "<u2")
         plane = frame.planes[0]
         rows = np.frombuffer(plane, dtype=dtype).reshape(-1, plane.line_size // dtype.itemsize)
-        return rows[: frame.height, : frame.width].astype(np.float32)
+        return stored_grey(rows[: frame.height, : frame.width])
     rgb = frame.to_ndarray(format="rgb48le" if bits > 8 else "rgb24")
     return rgb.mean(axis=-1, dtype=np.float32)
 
