@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 import scipy
@@ -243,6 +245,36 @@ def test_torch_backend_follows_drift_like_the_cpu_path():
     np.testing.assert_allclose(shift, np.broadcast_to([1.0, -2.0], shift.shape), atol=0.05)
 
 
+@numba_missing
+@settings(max_examples=25, deadline=None)
+@given(st.integers(8, 40), st.integers(8, 40), st.integers(1, 4), st.sampled_from(["merge", "drop"]),
+       st.integers(0, 2**31))
+def test_fused_band_spectrum_adjoint_is_the_adjoint(rows, cols, orientations, highpass, seed):
+    """<B x, y> = <x, B* y> (real parts) for every band's crop-and-mask B, odd and even sizes, mirrored
+    blocks and blocks read right to left; and the noise model's kernels equal those of the numpy adjoint."""
+    scales = max(1, int(np.floor(np.log2(min(rows, cols)))) - 2)
+    pyramid = SteerablePyramid((rows, cols), scales=scales, orientations=orientations, highpass=highpass, workers=1)
+    rng = np.random.default_rng(seed)
+
+    def noise(*shape):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+    x = noise(2, rows, cols // 2 + 1)
+    for info in pyramid.bands_info:
+        y = noise(2, *info.shape)
+        forward = kernels.fused_band_spectrum(x, *info.assembly_plan, shape=info.shape)
+        adjoint = np.zeros_like(x)
+        kernels.fused_band_spectrum_adjoint(y, adjoint, *info.assembly_plan[:2], scale=1.0)
+        lhs = np.vdot(forward.astype(np.complex128), y).real
+        rhs = np.vdot(x.astype(np.complex128), adjoint).real
+        assert abs(lhs - rhs) <= 1e-5 * np.linalg.norm(forward) * np.linalg.norm(y)
+        fused = motion._kernel_spectra(y, info, None, pyramid.shape)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("VISUALMIC_NUMBA", "0")
+            expected = motion._kernel_spectra(y, info, None, pyramid.shape)
+        np.testing.assert_allclose(fused, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
 def test_frames_kept_in_their_stored_type_give_the_same_recovery(melody_scene, melody_frames):
     """8-bit frames travel between threads as uint8 and are converted by the pyramid: the same sound
     as from the same frames given as float32."""
@@ -251,3 +283,27 @@ def test_frames_kept_in_their_stored_type_give_the_same_recovery(melody_scene, m
     as_float = visualmic.recover(melody_frames.astype(np.float32), fps=melody_scene.fps, scales=1)
     np.testing.assert_allclose(as_stored.displacement_px, as_float.displacement_px, rtol=0,
                                atol=1e-6 * np.abs(as_float.displacement_px).max())
+
+
+@numba_missing
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="vector widths checked on x86 only")
+def test_wider_vectors_are_set_for_one_compilation_only():
+    """The phase loop's 16 lanes (LLVM's option is process-wide) are undone after its compilation:
+    a function compiled afterwards gets the code it got before."""
+    import numba
+
+    def scaled_sum(x, y):
+        for i in range(x.size):
+            y[i] += 2.0 * x[i]
+
+    def registers(fn):
+        arrays = (np.ones(64, np.float32), np.ones(64, np.float32))
+        compiled = numba.njit(fastmath=True)(fn)
+        compiled(*arrays)
+        asm = compiled.inspect_asm(compiled.signatures[0])
+        return [asm.count(name) for name in ("xmm", "ymm", "zmm")]
+
+    before = registers(scaled_sum)
+    with kernels._vector_lanes(16):
+        inside = registers(scaled_sum)
+    assert registers(scaled_sum) == before != inside

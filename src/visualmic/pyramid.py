@@ -32,7 +32,7 @@ import numpy as np
 import scipy.fft
 from scipy.special import factorial
 
-from .fftlib import ifft2, rfft2
+from .fftlib import fft2, ifft2, rfft2
 from .kernels import fused_available, fused_band_spectrum
 
 __all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales", "wraps_smoothly"]
@@ -102,14 +102,23 @@ class Band:
 
     @functools.cached_property
     def assembly_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The blocks and zeroed spans as :func:`visualmic.kernels.fused_band_spectrum` reads them."""
-        blocks = np.array([(b.rows.start, b.src_rows.start, b.src_rows.step or 1, b.mask.shape[0],
-                            b.cols.start, b.src_cols.start, b.src_cols.step or 1, b.mask.shape[1], b.mirror)
-                           for b in self.blocks], dtype=np.int64).reshape(-1, 9)
-        # The kernel computes src * mask, or conj(src) * mask for mirrored blocks: conj(src * conj(m)).
-        masks = np.concatenate([(np.conj(b.mask) if b.mirror else b.mask).reshape(-1) for b in self.blocks])
+        """The runs, their masks and the zeroed spans as :func:`visualmic.kernels.fused_band_spectrum` reads them:
+        one run per row of every block, its source columns read left to right."""
+        runs, masks, start = [], [], 0
+        for b in self.blocks:
+            rows, cols = b.mask.shape
+            reverse = (b.src_cols.step or 1) < 0
+            first_col = b.src_cols.start - cols + 1 if reverse else b.src_cols.start
+            for i in range(rows):
+                src_row = b.src_rows.start + (b.src_rows.step or 1) * i
+                runs.append((b.rows.start + i, src_row, b.cols.start, first_col, cols, reverse, b.mirror,
+                             start + i * cols))
+            # The kernel computes src * mask, or conj(src) * mask for mirrored blocks: conj(src * conj(m)).
+            masks.append((np.conj(b.mask) if b.mirror else b.mask).reshape(-1))
+            start += rows * cols
         zero = np.array([(r.start, r.stop, c.start, c.stop) for r, c in self.zero_spans], dtype=np.int64)
-        return blocks, masks.astype(np.complex64), zero.reshape(-1, 4)
+        return (np.array(runs, dtype=np.int64).reshape(-1, 8), np.concatenate(masks).astype(np.complex64),
+                zero.reshape(-1, 4))
 
 
 def _as_slice(indices: np.ndarray) -> slice:
@@ -195,11 +204,13 @@ def _angular_mask(angle: np.ndarray, orientation: int, orientations: int) -> np.
     """One-sided angular mask ``2 sqrt(c) cos^n(theta - theta_k)`` on a half plane."""
     order = orientations - 1
     const = (2.0 ** (2 * order)) * factorial(order) ** 2 / (orientations * factorial(2 * order))
-    delta = np.remainder(angle - np.pi * orientation / orientations + np.pi, 2 * np.pi) - np.pi  # in [-pi, pi)
+    delta = angle - np.pi * orientation / orientations
+    delta -= (2 * np.pi) * np.rint(delta / (2 * np.pi))  # in [-pi, pi] (both ends give the same mask)
     # Inside the half plane, and half the energy on its boundary (which only matters
     # for one orientation, where cos^0 does not vanish there), as for an analytic signal.
-    edge = np.isclose(np.abs(delta), np.pi / 2, rtol=0, atol=1e-9)
-    mask = np.where(edge, np.sqrt(0.5), (np.abs(delta) < np.pi / 2).astype(float)) * (2.0 * np.sqrt(const))
+    off_axis = np.abs(delta)
+    edge = np.abs(off_axis - np.pi / 2) <= 1e-9
+    mask = np.where(edge, np.sqrt(0.5), (off_axis < np.pi / 2).astype(float)) * (2.0 * np.sqrt(const))
     cosine = np.cos(delta)
     for _ in range(order):  # cos^n by products (a float power is 10x slower)
         mask *= cosine
@@ -431,9 +442,9 @@ class SteerablePyramid:
         the band itself, sampled like the band.
         """
         info = self.bands_info[index]
-        spec = scipy.fft.fft2(band_coefficients, workers=self.workers)
-        grads = [scipy.fft.ifft2(spec * (2j * np.pi * f), workers=self.workers) for f in (info.freq_y, info.freq_x)]
-        return np.stack(grads).astype(np.complex64)
+        spec = fft2(np.array(band_coefficients, dtype=np.complex64), workers=self.workers)  # a copy: fft2 may overwrite
+        derivatives = [(2j * np.pi * f).astype(np.complex64) for f in (info.freq_y, info.freq_x)]
+        return np.stack([ifft2(spec * derivative, workers=self.workers) for derivative in derivatives])
 
 
 def wraps_smoothly(frame: np.ndarray, *, tolerance: float = 1.5) -> bool:
