@@ -146,22 +146,20 @@ def _phase_sums_loop(band, ref, weights, segments, regions):  # pragma: no cover
     return out
 
 
-def _compiled(loop, signature: tuple | None = None, *, lanes: int | None = None):
-    """``loop`` compiled once per process (and cached on disk), releasing the GIL.
-
-    With ``signature`` (numba types of the arguments) it is compiled now, with
-    ``lanes`` float32 lanes per vector where the processor has AVX-512.
-    """
+def _compiled(loop, signature: tuple, *, lanes: int | None = None):
+    """``loop`` compiled now for ``signature`` (numba types of its arguments), once per process
+    (and cached on disk), releasing the GIL; with ``lanes`` float32 lanes per vector where the
+    processor has AVX-512. Every kernel compiles here, one at a time, so that no other
+    compilation of ours runs while the lanes are set (LLVM's option is process-wide)."""
     with _COMPILING:
         return _compile(loop, signature, lanes)
 
 
 @functools.cache
-def _compile(loop, signature: tuple | None, lanes: int | None):
+def _compile(loop, signature: tuple, lanes: int | None):
     dispatcher = numba.njit(fastmath=True, nogil=True, cache=True, error_model="numpy")(loop)
-    if signature is not None:
-        with _vector_lanes(lanes if _has_avx512() else None):
-            dispatcher.compile(signature)
+    with _vector_lanes(lanes if _has_avx512() else None):
+        dispatcher.compile(signature)
     return dispatcher
 
 
@@ -193,6 +191,15 @@ def _phase_sums_kernel():
     matrix = numba.float32[:, ::1]
     return _compiled(_phase_sums_loop, (matrix, matrix, matrix, numba.int64[:, ::1], numba.int64),
                      lanes=PHASE_LANES)
+
+
+@functools.cache
+def _band_kernels():
+    """:func:`_band_spectrum_loop` and :func:`_band_spectrum_adjoint_loop`, compiled for the arrays
+    :func:`fused_band_spectrum` and :func:`fused_band_spectrum_adjoint` pass."""
+    bins, plan, masks = numba.float32[:, :, ::1], numba.int64[:, ::1], numba.float32[::1]
+    return (_compiled(_band_spectrum_loop, (bins, bins, plan, masks, plan)),
+            _compiled(_band_spectrum_adjoint_loop, (bins, bins, plan, masks, numba.float32)))
 
 
 def fused_phase_sums(band: np.ndarray, conj_ref: np.ndarray, weights: np.ndarray, segments: np.ndarray,
@@ -302,8 +309,9 @@ def fused_band_spectrum(spectrum: np.ndarray, plan: np.ndarray, masks: np.ndarra
     """
     spectrum = np.ascontiguousarray(spectrum, dtype=np.complex64)
     out = np.empty((spectrum.shape[0], *shape), dtype=np.complex64)
-    _compiled(_band_spectrum_loop)(spectrum.view(np.float32), out.view(np.float32), plan, masks.view(np.float32),
-                                   zero)
+    _band_kernels()[0](spectrum.view(np.float32), out.view(np.float32), np.ascontiguousarray(plan, dtype=np.int64),
+                       np.ascontiguousarray(masks, dtype=np.complex64).view(np.float32),
+                       np.ascontiguousarray(zero, dtype=np.int64))
     return out
 
 
@@ -356,5 +364,6 @@ def fused_band_spectrum_adjoint(spectra: np.ndarray, half_plane: np.ndarray, pla
     if half_plane.dtype != np.complex64 or not half_plane.flags.c_contiguous:
         raise ValueError("half_plane must be a C-contiguous complex64 array")
     spectra = np.ascontiguousarray(spectra, dtype=np.complex64)
-    _compiled(_band_spectrum_adjoint_loop)(spectra.view(np.float32), half_plane.view(np.float32), plan,
-                                           masks.view(np.float32), np.float32(scale))
+    _band_kernels()[1](spectra.view(np.float32), half_plane.view(np.float32),
+                       np.ascontiguousarray(plan, dtype=np.int64),
+                       np.ascontiguousarray(masks, dtype=np.complex64).view(np.float32), np.float32(scale))
