@@ -288,8 +288,8 @@ def test_frames_kept_in_their_stored_type_give_the_same_recovery(melody_scene, m
 @numba_missing
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="vector widths checked on x86 only")
 def test_wider_vectors_are_set_for_one_compilation_only():
-    """The phase loop's 16 lanes (LLVM's option is process-wide) are undone after its compilation:
-    a function compiled afterwards gets the code it got before."""
+    """The phase loop's 16 lanes, one vector per step (LLVM's options are process-wide), are undone
+    after its compilation: a function compiled afterwards gets the code it got before."""
     import numba
 
     def scaled_sum(x, y):
