@@ -105,8 +105,9 @@ def grey_from_channels(frames: np.ndarray, channel_axis: bool) -> np.ndarray:
 
 
 def stored_grey(frames: np.ndarray) -> np.ndarray:
-    """A copy of grey frames in the type sources keep them in: unsigned integers of up to 16 bits
-    as stored (in the machine's byte order), anything else as float32.
+    """Grey frames in the type sources keep them in: unsigned integers of up to 16 bits as stored,
+    copied (in the machine's byte order: a source may release the pages they came from), anything
+    else as float32 (converted, or as it is where it already is).
 
     Examples
     --------
@@ -116,7 +117,7 @@ def stored_grey(frames: np.ndarray) -> np.ndarray:
     dtype = frames.dtype
     if dtype.kind == "u" and dtype.itemsize <= 2:
         return np.array(frames, dtype=dtype.newbyteorder("="))
-    return np.array(frames, dtype=np.float32)
+    return np.asarray(frames, dtype=np.float32)
 
 
 def parse_roi(text: str) -> Roi:
@@ -181,7 +182,7 @@ class FrameSource(ABC):
     def _chunks(
         self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield chunks of cropped grey frames, each a new array typed as :func:`stored_grey` types them."""
+        """Yield chunks of cropped grey frames, typed as :func:`stored_grey` types them."""
 
     def close(self) -> None:
         """Release the file (sources that hold one override this)."""
