@@ -12,6 +12,7 @@ from visualmic.motion import (
     prepare_references,
     reference_bands,
 )
+from visualmic.drift import ShiftEstimator, shift_spectrum
 from visualmic.pyramid import SteerablePyramid
 from visualmic.synth import procedural_texture
 
@@ -85,3 +86,19 @@ def test_noise_covariance_is_the_jacobian_gram_for_any_frame_and_bands(rows, col
     direction = np.array([np.sin(angle), np.cos(angle)])
     measured, model = _jacobian_gram_and_model(pyramid, grid, merge, direction, seed=seed)
     np.testing.assert_allclose(measured, model, atol=3e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(st.floats(-0.12, 0.12), st.floats(-3, 3)), st.one_of(st.floats(-0.12, 0.12), st.floats(-3, 3)),
+       st.floats(0, 20), st.integers(0, 2**31))
+def test_drift_decided_from_the_coarse_block_as_from_the_whole(dy, dx, noise, seed):
+    """The coarse step on its own smaller block gives the answer the whole block gives, None included:
+    chunks that did not move, that moved a little and that moved pixels, with and without noise."""
+    rng = np.random.default_rng(seed)
+    texture = procedural_texture((64, 64), seed=int(seed % 7))
+    reference = np.fft.rfft2(texture)
+    frames = np.fft.irfft2(shift_spectrum(reference[None], np.array([-dy, -dx]), (64, 64)), s=(64, 64))
+    spectrum = np.fft.rfft2(frames + noise * rng.standard_normal((3, 64, 64))).astype(np.complex64)
+    estimate = ShiftEstimator(reference, (64, 64))
+    fast, whole = estimate(spectrum), estimate.follow(estimate.mean_block(spectrum))
+    assert (fast is None and whole is None) or np.array_equal(fast, whole)
