@@ -20,6 +20,7 @@ import numpy as np
 __all__ = ["ShiftEstimator", "shift_spectrum", "FOLLOW_BEYOND_PX"]
 
 FOLLOW_BEYOND_PX = 0.1  # chunks that moved less are measured as they are
+SETTLED_PX = FOLLOW_BEYOND_PX / 2  # a coarse step that moved less decides the chunk: the fine one is skipped
 MAX_ERROR_PX = 0.05  # a direction of the shift is followed only when known to within this
 
 
@@ -85,7 +86,7 @@ class ShiftEstimator:
             # A chunk that has not moved (most) is known from the coarse step, the same numbers :meth:`follow`
             # would compute first, on a quarter of the bins: a tenth of a chunk's own time in a 2-thread run.
             coarse = self._coarse.estimate(self._coarse.mean_block(spectrum), settle_below_px=np.inf)
-            if np.hypot(*coarse) <= FOLLOW_BEYOND_PX / 2:
+            if np.hypot(*coarse) <= SETTLED_PX:
                 return None
         return self.follow(self.mean_block(spectrum))
 
@@ -97,7 +98,7 @@ class ShiftEstimator:
     def follow(self, block: np.ndarray) -> np.ndarray | None:
         """The shift to move a chunk back by, from its mean spectrum at ``[rows, cols]`` only (what
         a GPU sends back); None when it moved ``FOLLOW_BEYOND_PX`` or less (measured as it is)."""
-        shift = self.estimate(block, settle_below_px=FOLLOW_BEYOND_PX / 2)
+        shift = self.estimate(block, settle_below_px=SETTLED_PX)
         return shift if np.hypot(*shift) > FOLLOW_BEYOND_PX else None
 
     def estimate(self, block: np.ndarray, *, settle_below_px: float = 0.0) -> np.ndarray:
