@@ -260,18 +260,22 @@ def test_fused_band_spectrum_adjoint_is_the_adjoint(rows, cols, orientations, hi
         return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
 
     x = noise(2, rows, cols // 2 + 1)
-    for info in pyramid.bands_info:
+    half_plane_bins = np.arange(x[0].size)
+    for info, support in zip(pyramid.bands_info, pyramid.half_plane_supports):
         y = noise(2, *info.shape)
+        plan, masks = info.assembly_plan[:2]
         forward = kernels.fused_band_spectrum(x, *info.assembly_plan, shape=info.shape)
-        adjoint = np.zeros_like(x)
-        kernels.fused_band_spectrum_adjoint(y, adjoint, *info.assembly_plan[:2], scale=1.0)
+        adjoint = np.zeros((2, x[0].size), np.complex64)
+        kernels.fused_band_spectrum_adjoint(y, adjoint, plan, masks, plan[:, 1] * x.shape[2] + plan[:, 3], scale=1.0)
         lhs = np.vdot(forward.astype(np.complex128), y).real
-        rhs = np.vdot(x.astype(np.complex128), adjoint).real
+        rhs = np.vdot(x.reshape(2, -1).astype(np.complex128), adjoint).real
         assert abs(lhs - rhs) <= 1e-5 * np.linalg.norm(forward) * np.linalg.norm(y)
-        fused = motion._kernel_spectra(y, info, None, pyramid.shape)
+        assert not adjoint[:, np.setdiff1d(half_plane_bins, support)].any()  # nothing off the band's support
+        fused, expected = np.zeros((2, 2, support.size), np.complex64)
+        motion._kernel_spectra([y.reshape(2, -1)], info, support, pyramid.shape, out=fused)
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("VISUALMIC_NUMBA", "0")
-            expected = motion._kernel_spectra(y, info, None, pyramid.shape)
+            motion._kernel_spectra([y.reshape(2, -1)], info, support, pyramid.shape, out=expected)
         np.testing.assert_allclose(fused, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 

@@ -206,7 +206,8 @@ def _band_kernels():
     :func:`fused_band_spectrum` and :func:`fused_band_spectrum_adjoint` pass."""
     bins, plan, masks = numba.float32[:, :, ::1], numba.int64[:, ::1], numba.float32[::1]
     return (_compiled(_band_spectrum_loop, (bins, bins, plan, masks, plan)),
-            _compiled(_band_spectrum_adjoint_loop, (bins, bins, plan, masks, numba.float32)))
+            _compiled(_band_spectrum_adjoint_loop, (bins, numba.float32[:, ::1], plan, masks, numba.int64[::1],
+                                                    numba.float32)))
 
 
 def fused_phase_sums(band: np.ndarray, conj_ref: np.ndarray, weights: np.ndarray, segments: np.ndarray,
@@ -322,15 +323,16 @@ def fused_band_spectrum(spectrum: np.ndarray, plan: np.ndarray, masks: np.ndarra
     return out
 
 
-def _band_spectrum_adjoint_loop(spectra, half_plane, plan, masks, scale):  # pragma: no cover - compiled
+def _band_spectrum_adjoint_loop(spectra, bins, plan, masks, starts, scale):  # pragma: no cover - compiled
     for r in range(plan.shape[0]):
-        out_row, src_row, out_col, src_col, cols, reverse, mirrored, start = plan[r]
+        out_row, _, out_col, _, cols, reverse, mirrored, start = plan[r]
         # Each bin goes back where the forward loop read it: src * conj(mask), conjugated if mirrored.
         imaginary_sign = -scale if mirrored else scale
         mask = masks[2 * start : 2 * (start + cols)]
+        first = starts[r]
         for kernel in range(spectra.shape[0]):
             band_bins = spectra[kernel, out_row, 2 * out_col : 2 * (out_col + cols)]
-            frame_bins = half_plane[kernel, src_row, 2 * src_col : 2 * (src_col + cols)]
+            frame_bins = bins[kernel, 2 * first : 2 * (first + cols)]
             for j in range(cols):
                 k = cols - 1 - j if reverse else j
                 frame_bins[2 * k] += scale * (band_bins[2 * j] * mask[2 * j] + band_bins[2 * j + 1] * mask[2 * j + 1])
@@ -338,39 +340,47 @@ def _band_spectrum_adjoint_loop(spectra, half_plane, plan, masks, scale):  # pra
                     band_bins[2 * j + 1] * mask[2 * j] - band_bins[2 * j] * mask[2 * j + 1])
 
 
-def fused_band_spectrum_adjoint(spectra: np.ndarray, half_plane: np.ndarray, plan: np.ndarray, masks: np.ndarray,
-                                *, scale: float) -> None:
-    """Add the adjoint of :func:`fused_band_spectrum` applied to band-sized spectra to ``half_plane``, in place.
+def fused_band_spectrum_adjoint(spectra: np.ndarray, bins: np.ndarray, plan: np.ndarray, masks: np.ndarray,
+                                starts: np.ndarray, *, scale: float) -> None:
+    """Add the adjoint of :func:`fused_band_spectrum` applied to band-sized spectra to frame bins, in place.
 
     Where the forward operation copies a bin of the frame's ``rfft2`` to the band
     (``src * mask``, or ``conj(src) * mask`` for mirrored blocks), this adds
     ``scale * value * conj(mask)`` (conjugated for mirrored blocks) back to that
     bin: one pass, no temporaries (:func:`visualmic.motion.band_noise_covariance`
-    applies it to every region's kernel).
+    applies it to every region's kernel). The bins may be the whole half plane
+    or only those the band reads (its support: a quarter of the frame's bins for
+    a band of 2 orientations), in any layout where each run's bins follow one
+    another, as they do in the half plane's flat order and in that of any sorted
+    subset of it.
 
     Parameters
     ----------
     spectra : ndarray
         ``(n, *band_shape)`` complex64.
-    half_plane : ndarray
-        ``(n, rows, cols // 2 + 1)`` complex64, C-contiguous, added to.
+    bins : ndarray
+        ``(n, L)`` complex64, C-contiguous: frame bins, added to.
     plan, masks : ndarray
         As for :func:`fused_band_spectrum`.
+    starts : ndarray
+        ``(R,)`` int64: where in a row of ``bins`` each run of ``plan`` puts its
+        first source bin (the run's first source column, left to right).
     scale : float
         Factor applied to everything added.
 
     Examples
     --------
-    >>> out = np.zeros((1, 2, 3), np.complex64)
+    >>> out = np.zeros((1, 2 * 3), np.complex64)  # the flat half plane of a 2x4 frame
     >>> plan = np.array([[0, 1, 0, 1, 2, 0, 1, 0], [1, 0, 0, 1, 2, 0, 1, 2]])  # as in fused_band_spectrum's
+    >>> starts = plan[:, 1] * 3 + plan[:, 3]  # row * (cols // 2 + 1) + column
     >>> fused_band_spectrum_adjoint(np.ones((1, 2, 2), np.complex64), out, plan,
-    ...                             np.full(4, 2j, np.complex64), scale=1.0)  # doctest: +SKIP
-    >>> out[0].tolist()  # doctest: +SKIP
+    ...                             np.full(4, 2j, np.complex64), starts, scale=1.0)  # doctest: +SKIP
+    >>> out.reshape(2, 3).tolist()  # doctest: +SKIP
     [[0j, 2j, 2j], [0j, 2j, 2j]]
     """
-    if half_plane.dtype != np.complex64 or not half_plane.flags.c_contiguous:
-        raise ValueError("half_plane must be a C-contiguous complex64 array")
+    if bins.dtype != np.complex64 or bins.ndim != 2 or not bins.flags.c_contiguous:
+        raise ValueError("bins must be a C-contiguous (n, L) complex64 array")
     spectra = np.ascontiguousarray(spectra, dtype=np.complex64)
-    _band_kernels()[1](spectra.view(np.float32), half_plane.view(np.float32),
-                       np.ascontiguousarray(plan, dtype=np.int64),
-                       np.ascontiguousarray(masks, dtype=np.complex64).view(np.float32), np.float32(scale))
+    _band_kernels()[1](spectra.view(np.float32), bins.view(np.float32), np.ascontiguousarray(plan, dtype=np.int64),
+                       np.ascontiguousarray(masks, dtype=np.complex64).view(np.float32),
+                       np.ascontiguousarray(starts, dtype=np.int64), np.float32(scale))

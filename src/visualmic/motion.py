@@ -19,6 +19,7 @@ frames can be measured anywhere and concatenated.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -329,7 +330,7 @@ def band_noise_covariance(
     (2, 2)
     """
     spectra, informations = [], []
-    half_plane = pyramid.shape[0] * (pyramid.shape[1] // 2 + 1)
+    half_plane = np.arange(pyramid.shape[0] * (pyramid.shape[1] // 2 + 1))
     for info, support, ref in zip(pyramid.bands_info, pyramid.half_plane_supports, references):
         c_ref = np.conj(ref.conj_ref)
         power = np.abs(c_ref) ** 2
@@ -344,51 +345,78 @@ def band_noise_covariance(
         # u.dS -= (u.offset) dg, with dg = Re sum_x dc(x) conj(c_ref(x)) / sum A^2 over the whole band.
         gain_weight = ((ref.offset @ direction) * ref._inverse_power).astype(np.float32)  # (R,)
         if merge_regions:
-            v, information = v[None] - gain_weight.sum() * c_ref[None], information.sum(keepdims=True)
-        else:
-            v = v[None] * (ref.labels[None, :] == np.arange(ref.regions)[:, None]) - gain_weight[:, None] * c_ref[None]
-        # Bands reading most of the half plane (the finest scales) keep it whole: no gathers.
-        positions = None if 2 * support.size >= half_plane else support
-        spectra.append((positions, _kernel_spectra(v.reshape(-1, *info.shape), info, positions, pyramid.shape)))
+            gain_weight, information = gain_weight.sum(keepdims=True), information.sum(keepdims=True)
+        # Bands reading most of the half plane (the finest scales) keep it whole: no gathers in the Gram.
+        bins = half_plane if 2 * support.size >= half_plane.size else support
+        spectra.append((bins, np.zeros((gain_weight.size, bins.size), dtype=np.complex64)))
+        _kernel_spectra(_region_kernels(v, c_ref, ref.labels, gain_weight), info, bins, pyramid.shape,
+                        out=spectra[-1][1])
         informations.append(information)
     information = np.concatenate(informations)
     scale = np.divide(-1.0, information, out=np.zeros_like(information), where=information > 0)
     return _kernel_gram(spectra, pyramid.shape) * np.outer(scale, scale)
 
 
-def _kernel_spectra(
-    v: np.ndarray, info: Band, positions: np.ndarray | None, frame_shape: tuple[int, int]
-) -> np.ndarray:
-    """Image-domain spectra of the kernels ``h`` with ``Re sum_x band(I)(x) conj(v(x)) = sum_y h(y) I(y)``.
+KERNELS_AT_ONCE = 4  # regions' kernels transformed together: a few MB at a time, not one array of all of them
+
+
+def _region_kernels(v: np.ndarray, c_ref: np.ndarray, labels: np.ndarray,
+                    gain_weight: np.ndarray) -> Iterator[np.ndarray]:
+    """The regions' weights ``v * [labels == r] - gain_weight[r] * c_ref`` (flat, band-sized), a few
+    regions at a time: ``(k, pixels)`` complex64 arrays, regions in order; one region: the whole band."""
+    if gain_weight.size == 1:
+        yield (v - gain_weight[0] * c_ref)[None]
+        return
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(gain_weight.size + 1))
+    for first in range(0, gain_weight.size, KERNELS_AT_ONCE):
+        regions = range(first, min(first + KERNELS_AT_ONCE, gain_weight.size))
+        batch = np.empty((len(regions), v.size), dtype=np.complex64)
+        for row, region in zip(batch, regions):
+            np.multiply(c_ref, -gain_weight[region], out=row)
+            inside = order[bounds[region] : bounds[region + 1]]
+            row[inside] += v[inside]
+        yield batch
+
+
+def _kernel_spectra(kernels: Iterable[np.ndarray], info: Band, bins: np.ndarray, frame_shape: tuple[int, int], *,
+                    out: np.ndarray) -> None:
+    """Image-domain spectra of the kernels ``h`` with ``Re sum_x band(I)(x) conj(v(x)) = sum_y h(y) I(y)``,
+    added to ``out``.
 
     ``h`` is the adjoint of the band's crop-and-mask operator applied to each
-    ``v`` (``(K, rows, cols)`` at the band's size); its spectrum lives on the
-    band's bins of the frame's ``rfft2`` half plane
-    (:attr:`SteerablePyramid.half_plane_supports`). Returns ``(K, bins)`` values
-    ``F`` such that ``h = Re(ifft2(F))`` (F zero elsewhere on the half plane), on
-    the flat half-plane bins ``positions`` or, with None, on the whole half plane.
+    ``v`` (given in ``(k, pixels)`` batches of the band's flattened size); its
+    spectrum lives on the band's bins of the frame's ``rfft2`` half plane
+    (:attr:`SteerablePyramid.half_plane_supports`). ``out`` (``(K, bins.size)``
+    complex64, C-contiguous) receives the values ``F`` on ``bins`` (sorted flat
+    half-plane indices that hold the band's support) such that
+    ``h = Re(ifft2(F))`` (F zero elsewhere).
     """
     rows, cols = frame_shape
     half = cols // 2 + 1
-    spectrum_v = fft2(v)  # all cores: the combination runs alone
-    # Accumulated on the whole half plane (rectangular blocks: slices, no gathers); the zero
-    # and Nyquist columns are copied by two blocks and add up.
-    half_plane = np.zeros((len(v), rows, half), dtype=np.complex64)
     scale = (rows * cols) / (info.shape[0] * info.shape[1])
-    if fused_available():  # one pass, no temporaries: 2x faster (16 regions of a 512² band: 2.9 ms)
-        fused_band_spectrum_adjoint(spectrum_v, half_plane, *info.assembly_plan[:2], scale=scale)
-    else:
+    plan, masks = info.assembly_plan[:2]
+    # A run's source bins follow one another in the half plane, all on the support: so in ``bins`` too.
+    starts = np.searchsorted(bins, plan[:, 1] * half + plan[:, 3])
+    first = 0
+    for batch in kernels:
+        spectrum_v = fft2(batch.reshape(-1, *info.shape))  # all cores: the combination runs alone
+        on_bins = out[first : first + len(batch)]
+        first += len(batch)
+        if fused_available():  # one pass, no temporaries
+            fused_band_spectrum_adjoint(spectrum_v, on_bins, plan, masks, starts, scale=scale)
+            continue
+        half_plane = np.zeros((len(batch), rows, half), dtype=np.complex64)
         for block in info.blocks:  # adjoint of BlockCopy: out = src * mask (conj. for mirrors)
             part = spectrum_v[:, block.rows, block.cols]
             half_plane[:, block.src_rows, block.src_cols] += (np.conj(part) if block.mirror else part) * (
                 np.conj(block.mask) * scale)
-    half_plane = half_plane.reshape(len(v), -1)
-    return half_plane if positions is None else np.take(half_plane, positions, axis=1)
+        on_bins += np.take(half_plane.reshape(len(batch), -1), bins, axis=1)
 
 
-def _kernel_gram(spectra: list[tuple[np.ndarray | None, np.ndarray]], frame_shape: tuple[int, int]) -> np.ndarray:
+def _kernel_gram(spectra: list[tuple[np.ndarray, np.ndarray]], frame_shape: tuple[int, int]) -> np.ndarray:
     """``sum_y h_i(y) h_j(y)`` of all kernels from their half-plane spectra (:func:`_kernel_spectra`:
-    ``(positions, F)``, positions None for the whole half plane).
+    ``(bins, F)``).
 
     With ``h = Re(ifft2(F))``, Parseval gives ``(Re sum_k F_i conj(F_j) + Re sum_k F_i(k) F_j(-k)) / (2 N)``
     for N pixels, the second sum over the bins whose mirror ``-k`` is also on the half plane
@@ -399,19 +427,18 @@ def _kernel_gram(spectra: list[tuple[np.ndarray | None, np.ndarray]], frame_shap
     sizes = [spectrum.shape[0] for _, spectrum in spectra]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     gram = np.zeros((offsets[-1], offsets[-1]))
-    for i, (positions_i, f_i) in enumerate(spectra):
-        flat_i = np.arange(f_i.shape[1]) if positions_i is None else positions_i
-        row, col = np.divmod(flat_i, half)
+    for i, (bins_i, f_i) in enumerate(spectra):
+        row, col = np.divmod(bins_i, half)
         self_mirrored = np.flatnonzero((col == 0) | (2 * col == cols))
         mirrors = ((-row[self_mirrored]) % rows) * half + col[self_mirrored]
         for j in range(i, len(spectra)):
-            positions_j, f_j = spectra[j]
-            a, b = _where_in(positions_j, flat_i)  # the shared bins, gathered only where some are not
+            bins_j, f_j = spectra[j]
+            a, b = _where_in(bins_j, bins_i)  # the shared bins, gathered only where some are not
             shared_i = f_i if a.size == f_i.shape[1] else np.take(f_i, a, axis=1)
             shared_j = f_j if b.size == f_j.shape[1] else np.take(f_j, b, axis=1)
             # Re(x conj(y)) summed is the real dot product of the interleaved parts.
             total = shared_i.view(np.float32) @ shared_j.view(np.float32).T
-            a, b = _where_in(positions_j, mirrors)
+            a, b = _where_in(bins_j, mirrors)
             total += (f_i[:, self_mirrored[a]] @ f_j[:, b].T).real
             block = total / (2 * rows * cols)
             gram[offsets[i] : offsets[i + 1], offsets[j] : offsets[j + 1]] = block
@@ -419,11 +446,11 @@ def _kernel_gram(spectra: list[tuple[np.ndarray | None, np.ndarray]], frame_shap
     return gram
 
 
-def _where_in(positions: np.ndarray | None, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which of the sorted half-plane bins ``flat`` are among ``positions`` (sorted; None: all bins), and
-    their indices there: ``(indices into flat, indices into positions)``."""
-    if positions is None:
-        return np.arange(flat.size), flat
+def _where_in(positions: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the sorted half-plane bins ``flat`` are among ``positions`` (sorted), and their indices
+    there: ``(indices into flat, indices into positions)``."""
+    if positions is flat:
+        return np.arange(flat.size), np.arange(flat.size)
     index = np.minimum(np.searchsorted(positions, flat), positions.size - 1)
     found = np.flatnonzero(positions[index] == flat)
     return found, index[found]
