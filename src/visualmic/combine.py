@@ -186,8 +186,11 @@ def _best_lag(x: np.ndarray, reference: np.ndarray, max_lag: int) -> int:
     that correlation beats lag 0's by three standard errors (noise must not move a band)."""
     core = slice(max_lag, x.size - max_lag)
     ref = reference[core]
+    if not ref.size:
+        return 0
     norm = np.sqrt(np.dot(ref, ref) * np.dot(x[core], x[core])) or 1.0
-    scores = np.array([abs(np.dot(_shift(x, lag)[core], ref)) / norm for lag in range(-max_lag, max_lag + 1)])
+    # Row k is x[t + k - max_lag] over the core: the shifts never reach the edges there.
+    scores = np.abs(np.lib.stride_tricks.sliding_window_view(x, ref.size) @ ref) / norm
     best = int(np.argmax(scores))
     if scores[best] - scores[max_lag] < 3.0 / np.sqrt(ref.size):
         return 0

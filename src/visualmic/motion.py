@@ -126,6 +126,38 @@ def region_labels(shape: tuple[int, int], spacing_px: tuple[float, float], frame
     return rows[:, None] * grid + cols[None, :]
 
 
+def region_sums(values: np.ndarray, labels: np.ndarray, grid: int) -> np.ndarray:
+    """Sums of ``values`` over each region of :func:`region_labels`'s ``labels`` (rectangles of whole rows
+    and columns: sums of slices, no scatter).
+
+    Parameters
+    ----------
+    values : ndarray
+        ``(k, rows * cols)`` values of a band's samples, flattened.
+    labels : ndarray
+        ``(rows, cols)`` from :func:`region_labels`.
+    grid : int
+        Regions per side.
+
+    Returns
+    -------
+    ndarray
+        ``(k, grid * grid)`` (0 for regions without samples).
+
+    Examples
+    --------
+    >>> labels = region_labels((4, 4), (2.0, 2.0), (8, 8), 2)
+    >>> region_sums(np.arange(16.0)[None], labels, 2)
+    array([[10., 18., 42., 50.]])
+    """
+    row_starts = np.flatnonzero(np.diff(labels[:, 0], prepend=-1))
+    col_starts = np.flatnonzero(np.diff(labels[0], prepend=-1))
+    blocks = np.add.reduceat(np.add.reduceat(values.reshape(-1, *labels.shape), row_starts, axis=1), col_starts, axis=2)
+    sums = np.zeros((values.shape[0], grid, grid))
+    sums[:, (labels[row_starts, 0] // grid)[:, None], (labels[0, col_starts] % grid)[None, :]] = blocks
+    return sums.reshape(values.shape[0], -1)
+
+
 def reference_bands(bands_per_frame: list[np.ndarray]) -> list[np.ndarray]:
     """Average each band over frames (complex mean): a reference with less noise.
 
@@ -184,19 +216,17 @@ def prepare_references(
         floor = 1e-6 * max(float(power.mean()), 1e-30)
         margin = (border_px / info.spacing_px[0], border_px / info.spacing_px[1])
         weight = (_border_taper(info.shape, margin) * info.area_px).reshape(-1)
-        labels = region_labels(info.shape, info.spacing_px, pyramid.shape, grid).reshape(-1)
+        labels = region_labels(info.shape, info.spacing_px, pyramid.shape, grid)
         pw = product.imag.reshape(2, -1)  # A^2 grad(phi)
         aw = product.real.reshape(2, -1)  # A grad(A)
         inv_power = weight / (power + floor)
-
-        def per_region(values: np.ndarray) -> np.ndarray:
-            return np.stack([np.bincount(labels, weights=v, minlength=regions) for v in values], axis=-1)
-
-        offset = per_region(aw * weight)  # (R, 2)
+        offset = region_sums(aw * weight, labels, grid).T  # (R, 2)
         # Normal matrix: sum of A^2 (k k^T + a a^T) with k = grad(phi), a = grad(A)/A,
         # i.e. sum of (A^2 k)(A^2 k)^T / A^2 + (A grad A)(A grad A)^T / A^2, per region.
-        yy, xy, xx = (pw[i] * pw[j] * inv_power + aw[i] * aw[j] * inv_power for i, j in ((0, 0), (1, 0), (1, 1)))
-        fisher = per_region(np.stack([yy, xy, xy, xx])).reshape(regions, 2, 2)
+        yy, xy, xx = region_sums(
+            np.stack([(pw[i] * pw[j] + aw[i] * aw[j]) * inv_power for i, j in ((0, 0), (1, 0), (1, 1))]), labels, grid)
+        fisher = np.stack([yy, xy, xy, xx], axis=-1).reshape(regions, 2, 2)
+        labels = labels.reshape(-1)
         out.append(
             BandReference(
                 conj_ref=np.conj(ref).reshape(-1).astype(np.complex64),

@@ -200,18 +200,20 @@ def _raised_cosine_fall(log_radius: np.ndarray, position: float) -> np.ndarray:
     return np.sin(0.5 * np.pi * t)
 
 
-def _angular_mask(angle: np.ndarray, orientation: int, orientations: int) -> np.ndarray:
-    """One-sided angular mask ``2 sqrt(c) cos^n(theta - theta_k)`` on a half plane."""
+def _angular_mask(direction: tuple[np.ndarray, np.ndarray], orientation: int, orientations: int) -> np.ndarray:
+    """One-sided angular mask ``2 sqrt(c) cos^n(theta - theta_k)`` on a half plane.
+
+    ``direction`` is ``(cos theta, sin theta)`` of every bin (see :meth:`SteerablePyramid._frequency_grid`):
+    ``cos(theta - theta_k)`` is then a sum of products, no trigonometry on the grid.
+    """
     order = orientations - 1
     const = (2.0 ** (2 * order)) * factorial(order) ** 2 / (orientations * factorial(2 * order))
-    delta = angle - np.pi * orientation / orientations
-    delta -= (2 * np.pi) * np.rint(delta / (2 * np.pi))  # in [-pi, pi] (both ends give the same mask)
-    # Inside the half plane, and half the energy on its boundary (which only matters
-    # for one orientation, where cos^0 does not vanish there), as for an analytic signal.
-    off_axis = np.abs(delta)
-    edge = np.abs(off_axis - np.pi / 2) <= 1e-9
-    mask = np.where(edge, np.sqrt(0.5), (off_axis < np.pi / 2).astype(float)) * (2.0 * np.sqrt(const))
-    cosine = np.cos(delta)
+    theta = np.pi * orientation / orientations
+    cosine = direction[0] * np.cos(theta) + direction[1] * np.sin(theta)
+    # Inside the half plane (|theta - theta_k| < pi / 2), and half the energy on its boundary (which
+    # only matters for one orientation, where cos^0 does not vanish there), as for an analytic signal.
+    edge = np.abs(cosine) <= 1e-9
+    mask = np.where(edge, np.sqrt(0.5), (cosine > 0).astype(float)) * (2.0 * np.sqrt(const))
     for _ in range(order):  # cos^n by products (a float power is 10x slower)
         mask *= cosine
     return mask
@@ -283,25 +285,28 @@ class SteerablePyramid:
                 (1 - np.exp(2j * np.pi * q / rows)) / denominator,
                 (1 - np.exp(2j * np.pi * r / cols)) / denominator,
             )
-        ky, kx, log_radius, angle = self._frequency_grid()
-        angular = [_angular_mask(angle, k, self.orientations) for k in range(self.orientations)]
+        ky, kx, log_radius, direction = self._frequency_grid()
+        angular = [_angular_mask(direction, k, self.orientations) for k in range(self.orientations)]
         self.bands_info: list[Band] = [
             self._plan_band(level, k, (ky, kx, log_radius), angular[k])
             for level in range(self.scales) for k in range(self.orientations)
         ]
 
     # -- construction -------------------------------------------------------------
-    def _frequency_grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _frequency_grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """Integer bins (fftshifted) ``ky``, ``kx`` and, on the 2-D grid, ``log2`` of the radius
-        (1 at Nyquist, as in the MATLAB code) and the angle of every bin."""
+        (1 at Nyquist, as in the MATLAB code) and the direction ``(cos, sin)`` of every bin's angle
+        (angle 0 at DC, as ``arctan2(0, 0)``)."""
         rows, cols = self.shape
         ky = np.fft.fftshift(np.fft.fftfreq(rows, 1.0 / rows)).astype(int)
         kx = np.fft.fftshift(np.fft.fftfreq(cols, 1.0 / cols)).astype(int)
         fy = ky[:, None] * (2.0 / rows)
         fx = kx[None, :] * (2.0 / cols)
         radius = np.hypot(fy, fx)
-        radius[radius == 0] = 2.0 / cols  # pyrtools' value at DC
-        return ky, kx, np.log2(radius), np.arctan2(fy, fx)
+        dc = radius == 0
+        radius[dc] = 2.0 / cols  # pyrtools' value at DC
+        direction = (np.where(dc, 1.0, fx / radius), fy / radius)
+        return ky, kx, np.log2(radius), direction
 
     def _plan_band(self, level: int, orientation: int, grid: tuple[np.ndarray, ...],
                    angular: np.ndarray) -> Band:
