@@ -11,6 +11,8 @@ from visualmic.motion import (
     phase_gradient_sums,
     prepare_references,
     reference_bands,
+    region_labels,
+    region_sums,
 )
 from visualmic.drift import ShiftEstimator, shift_spectrum
 from visualmic.pyramid import SteerablePyramid
@@ -102,3 +104,16 @@ def test_drift_decided_from_the_coarse_block_as_from_the_whole(dy, dx, noise, se
     estimate = ShiftEstimator(reference, (64, 64))
     fast, whole = estimate(spectrum), estimate.follow(estimate.mean_block(spectrum))
     assert (fast is None and whole is None) or np.array_equal(fast, whole)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 12), st.floats(0.5, 4.0), st.floats(0.5, 4.0),
+       st.integers(0, 2**31))
+def test_region_sums_equal_a_scatter_over_the_labels(rows, cols, grid, spacing_y, spacing_x, seed):
+    """Sums by slices of the rectangles equal bincount over the labels, with empty regions (more
+    regions than samples along a side) left at zero."""
+    frame = (max(1, round(rows * spacing_y)), max(1, round(cols * spacing_x)))
+    labels = region_labels((rows, cols), (spacing_y, spacing_x), frame, grid)
+    values = np.random.default_rng(seed).standard_normal((3, rows * cols))
+    expected = np.stack([np.bincount(labels.reshape(-1), weights=v, minlength=grid * grid) for v in values])
+    np.testing.assert_allclose(region_sums(values, labels, grid), expected, rtol=1e-12, atol=1e-12)
