@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Meta", "FrameSource", "Roi", "grey_from_channels", "stored_grey", "parse_roi"]
+__all__ = ["Meta", "FrameSource", "Roi", "grey_from_channels", "stored_grey", "stored_type", "parse_roi"]
 
 Roi = tuple[int, int, int, int]
 """A region of interest ``(x, y, width, height)`` in pixels, x along columns."""
@@ -114,10 +114,22 @@ def stored_grey(frames: np.ndarray) -> np.ndarray:
     >>> stored_grey(np.array([1, 2], ">u2")).dtype.str, stored_grey(np.array([True])).dtype.name
     ('<u2', 'float32')
     """
-    dtype = frames.dtype
+    dtype = stored_type(frames.dtype)
+    return np.array(frames, dtype=dtype) if dtype.kind == "u" else np.asarray(frames, dtype=dtype)
+
+
+def stored_type(dtype: np.dtype) -> np.dtype:
+    """The type :func:`stored_grey` keeps grey values of ``dtype`` in.
+
+    Examples
+    --------
+    >>> stored_type(np.dtype(">u2")).str, stored_type(np.dtype(np.float64)).name
+    ('<u2', 'float32')
+    """
+    dtype = np.dtype(dtype)
     if dtype.kind == "u" and dtype.itemsize <= 2:
-        return np.array(frames, dtype=dtype.newbyteorder("="))
-    return np.asarray(frames, dtype=np.float32)
+        return dtype.newbyteorder("=")
+    return np.dtype(np.float32)
 
 
 def parse_roi(text: str) -> Roi:

@@ -9,7 +9,7 @@ import av
 import numpy as np
 
 from ..errors import InputError
-from .base import FrameSource, Meta, stored_grey
+from .base import FrameSource, Meta, stored_type
 
 __all__ = ["VideoSource", "LOSSLESS_CODECS", "rate_storage_problem"]
 
@@ -23,14 +23,16 @@ _LUMA_FIRST = ("gray", "yuv", "yuvj", "yuva", "nv12", "nv16", "nv21", "nv24", "p
 
 
 def _grey(frame: av.VideoFrame) -> np.ndarray:
-    """Grey plane of a decoded frame: luma for YUV as stored (:func:`stored_grey`), the channel mean for RGB."""
+    """Grey plane of a decoded frame: luma for YUV as stored, a view of the frame's own buffer (valid
+    until the decoder reuses it; :func:`stored_type` says what to keep it as), or the channel
+    mean for RGB (float32)."""
     fmt = frame.format
     bits = fmt.components[0].bits
     if fmt.name.startswith(_LUMA_FIRST) and not fmt.name.startswith(("ya8", "ya16")):
         dtype = np.dtype(np.uint8) if bits <= 8 else np.dtype(">u2" if fmt.name.endswith("be") else "<u2")
         plane = frame.planes[0]
         rows = np.frombuffer(plane, dtype=dtype).reshape(-1, plane.line_size // dtype.itemsize)
-        return stored_grey(rows[: frame.height, : frame.width])
+        return rows[: frame.height, : frame.width]
     rgb = frame.to_ndarray(format="rgb48le" if bits > 8 else "rgb24")
     return rgb.mean(axis=-1, dtype=np.float32)
 
@@ -147,23 +149,26 @@ class VideoSource(FrameSource):
             raise InputError(f"{self._path}: cannot open the video ({exc.strerror or exc})") from None
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        block: list[np.ndarray] = []
-        index = 0
+        block: np.ndarray | None = None
+        filled = index = 0
         first = max(start, 0)
         try:
             for frame in container.decode(stream):
                 if stop is not None and index >= stop:
                     break
                 if index >= first:
-                    block.append(_grey(frame)[rows, cols])
-                    if len(block) == chunk_frames:
-                        yield first, np.stack(block)
-                        first += len(block)
-                        block = []
+                    grey = _grey(frame)[rows, cols]
+                    if block is None:  # each frame is copied once, from the decoder's buffer into its chunk
+                        block = np.empty((chunk_frames, *grey.shape), dtype=stored_type(grey.dtype))
+                    block[filled] = grey
+                    filled += 1
+                    if filled == chunk_frames:
+                        yield first, block
+                        first, block, filled = first + filled, None, 0
                 index += 1
         except av.error.FFmpegError as exc:
             raise InputError(f"{self._path}: corrupt video data after frame {index} ({exc.strerror or exc})") from None
         finally:
             container.close()
-        if block:
-            yield first, np.stack(block)
+        if filled:
+            yield first, block[:filled]
