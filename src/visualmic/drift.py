@@ -71,12 +71,13 @@ class ShiftEstimator:
         self.fx = np.broadcast_to(fx[:, self.cols], self.fy.shape)
         self.conj_reference = np.conj(reference_spectrum[self.rows, self.cols])
         nonzero = (self.fy != 0) | (self.fx != 0)
-        # Each step: which bins of the block it fits, and their frequencies (2, bins).
+        # Each step: which bins of the block it fits, and their frequencies (2, bins); one step
+        # where both limits are the same.
         self.steps = []
-        for limit in (coarse_limit, fine_limit):
+        for limit in dict.fromkeys((coarse_limit, fine_limit)):
             use = nonzero & (np.abs(self.fy) <= limit) & (self.fx <= limit)
             self.steps.append((use, np.stack([self.fy[use], self.fx[use]])))
-        # The coarse step's bins alone, in the same order: their smaller block decides most chunks.
+        # The coarse step alone, on its own smaller block (the same bins, in the same order): it decides most chunks.
         self._coarse = (ShiftEstimator(reference_spectrum, shape, coarse_limit=coarse_limit, fine_limit=coarse_limit)
                         if fine_limit > coarse_limit else None)
 
@@ -85,7 +86,7 @@ class ShiftEstimator:
         if self._coarse is not None:
             # A chunk that has not moved (most) is known from the coarse step, the same numbers :meth:`follow`
             # would compute first, on a quarter of the bins: a tenth of a chunk's own time in a 2-thread run.
-            coarse = self._coarse.estimate(self._coarse.mean_block(spectrum), settle_below_px=np.inf)
+            coarse = self._coarse.estimate(self._coarse.mean_block(spectrum))
             if np.hypot(*coarse) <= SETTLED_PX:
                 return None
         return self.follow(self.mean_block(spectrum))

@@ -182,6 +182,18 @@ def _border_taper(shape: tuple[int, int], margin: tuple[float, float]) -> np.nda
     return ramp(shape[0], margin[0])[:, None] * ramp(shape[1], margin[1])[None, :]
 
 
+def regularised_power(coefficients: np.ndarray) -> np.ndarray:
+    """``|c|**2`` plus a millionth of its mean: the phase weights' denominator, never zero.
+
+    Examples
+    --------
+    >>> regularised_power(np.array([0j, 2j])).tolist()  # mean 2: the floor is 2e-6
+    [2e-06, 4.000002]
+    """
+    power = np.abs(coefficients) ** 2
+    return power + 1e-6 * max(float(power.mean()), 1e-30)
+
+
 def prepare_references(
     pyramid: SteerablePyramid, references: list[np.ndarray], *, border_px: float = 0.0, grid: int = 1
 ) -> list[BandReference]:
@@ -212,14 +224,13 @@ def prepare_references(
     for index, (info, ref) in enumerate(zip(pyramid.bands_info, references)):
         grad = pyramid.band_gradient(ref, index)  # (2, rows, cols)
         product = np.conj(ref)[None] * grad  # A grad(A) + i A**2 grad(phi)
-        power = (np.abs(ref) ** 2).reshape(-1)
-        floor = 1e-6 * max(float(power.mean()), 1e-30)
+        power = regularised_power(ref).reshape(-1)
         margin = (border_px / info.spacing_px[0], border_px / info.spacing_px[1])
         weight = (_border_taper(info.shape, margin) * info.area_px).reshape(-1)
         labels = region_labels(info.shape, info.spacing_px, pyramid.shape, grid)
         pw = product.imag.reshape(2, -1)  # A^2 grad(phi)
         aw = product.real.reshape(2, -1)  # A grad(A)
-        inv_power = weight / (power + floor)
+        inv_power = weight / power
         offset = region_sums(aw * weight, labels, grid).T  # (R, 2)
         # Normal matrix: sum of A^2 (k k^T + a a^T) with k = grad(phi), a = grad(A)/A,
         # i.e. sum of (A^2 k)(A^2 k)^T / A^2 + (A grad A)(A grad A)^T / A^2, per region.
@@ -363,13 +374,11 @@ def band_noise_covariance(
     half_plane = np.arange(pyramid.shape[0] * (pyramid.shape[1] // 2 + 1))
     for info, support, ref in zip(pyramid.bands_info, pyramid.half_plane_supports, references):
         c_ref = np.conj(ref.conj_ref)
-        power = np.abs(c_ref) ** 2
-        floor = 1e-6 * max(float(power.mean()), 1e-30)
         # A region's estimate is linear in its sums: u.dS = Re sum_x dc(x) conj(v(x)),
         # v = c_ref (alpha + i beta / A^2) with alpha, beta the amplitude and phase weights
         # along u (zero outside the region), divided by its information u.F u.
         along = direction.astype(np.float32) @ ref.weights.reshape(2, 2, -1)  # (phase, amplitude) along u
-        v = c_ref * (along[1] + 1j * (along[0] / (power + floor)))
+        v = c_ref * (along[1] + 1j * (along[0] / regularised_power(c_ref)))
         information = np.einsum("i,rij,j->r", direction, ref.fisher, direction)
         # The flicker correction subtracts the band's brightness gain times the region's offset:
         # u.dS -= (u.offset) dg, with dg = Re sum_x dc(x) conj(c_ref(x)) / sum A^2 over the whole band.

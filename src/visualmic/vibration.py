@@ -20,6 +20,7 @@ import numpy as np
 import scipy.signal
 import scipy.sparse
 
+from .motion import regularised_power
 from .pyramid import SteerablePyramid
 
 __all__ = ["cell_labels", "CellMotion", "RunningDFT", "dominant_phasors", "spectrum_peaks"]
@@ -101,8 +102,7 @@ class CellMotion:
         for index, (info, ref) in enumerate(zip(pyramid.bands_info, references)):
             grad = pyramid.band_gradient(ref, index)
             weighted_gradient = (np.conj(ref)[None] * grad).imag.reshape(2, -1) * info.area_px  # A^2 grad(phi)
-            power = np.abs(ref).reshape(-1) ** 2
-            inverse_power = 1.0 / (power + 1e-6 * max(float(power.mean()), 1e-30))
+            inverse_power = 1.0 / regularised_power(ref).reshape(-1)
             labels = cell_labels(info.shape, info.spacing_px, (self.cell_px, self.cell_px), self.grid).reshape(-1)
             for i in range(2):
                 for j in range(2):
