@@ -158,3 +158,17 @@ def test_stacked_chunks_equal_their_concatenation_whatever_the_claimed_length(si
 def test_stacking_no_chunk_is_an_error():
     with pytest.raises(ValueError, match="no chunk"):
         stack_chunks(iter([]))
+
+
+@pytest.mark.parametrize("cores", [1, 2, 16])
+def test_a_video_leaves_its_decoder_a_core(tmp_path, monkeypatch, cores):
+    """FFmpeg decodes on threads of its own: a video is measured on one thread fewer than the cores
+    (at least one); other sources on every core; an explicit count is kept."""
+    from visualmic.engine import measuring_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    write_video(tmp_path / "v.mkv", [_frames()], fps=2200, codec="ffv1")
+    np.save(tmp_path / "f.npy", _frames())
+    video, array = open_source(tmp_path / "v.mkv"), open_source(tmp_path / "f.npy")
+    assert (measuring_threads(video), measuring_threads(array)) == (max(1, cores - 1), cores)
+    assert measuring_threads(video, 3) == measuring_threads(array, 3) == 3

@@ -30,7 +30,7 @@ from .combine import (
 from .codec import repeated_frames
 from .config import AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, RecoverOptions, check_fps
 from .drift import ShiftEstimator, shift_spectrum
-from .engine import default_chunk_frames, map_ordered, stack_chunks, stream_frames
+from .engine import default_chunk_frames, map_ordered, measuring_threads, stack_chunks, stream_frames
 from .errors import InputError
 from .fftlib import limited_fft_threads
 from .frames import check_roi, prepared_shape
@@ -383,7 +383,7 @@ def _stream_measurements(
     if np.ptp(first_frames[0]) == 0:
         raise InputError(f"{src.meta.path}: the frames are uniform: there is no texture to measure motion from "
                          "(choose a textured region with --roi)")
-    threads = opts.threads or os.cpu_count() or 1
+    threads = measuring_threads(src, opts.threads)
     # Chunks run in ``threads`` parallel threads, so each of scipy's FFTs uses one.
     pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1)
     # The pyramid is linear: the reference (the first frames' mean bands and spectrum) is the
@@ -461,7 +461,10 @@ def _measure(
     # float32's steps (benchmarks/quality.py unchanged); the 2014 recipe's A²-weighted phases carry large
     # offsets and keep float64, so that the baseline stays the 2014 code's.
     dtype = np.float64 if opts.method == "davis2014" else np.float32
-    with limited_fft_threads(opts.threads):  # the chunks are measured lazily, inside stack_chunks
+    # The chunks (measured lazily, inside stack_chunks) run on parallel threads, each FFT on one of them as
+    # scipy's are (torch's would otherwise spread over every core from every thread, and beside a video's
+    # decoder take 1.4x as long); a device's run one at a time, with the threads asked for.
+    with limited_fft_threads(opts.threads if device else 1):
         pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
                                                          device)
         return pyramid, prepared, stack_chunks((measured for _, measured in chunks),

@@ -106,9 +106,10 @@ class RecoverOptions:
     chunk_frames : int or None
         Frames per chunk; None sizes chunks to about 4 MB of frames (see :func:`visualmic.engine.default_chunk_frames`).
     threads : int or None
-        Threads that process chunks in parallel (None: all cores), each of
-        scipy's FFTs on one core; torch's FFTs (see :mod:`visualmic.fftlib`)
-        are limited to as many threads during the measurement.
+        Threads that process chunks in parallel (None: all cores, one less for a video, whose
+        decoder has threads of its own: :func:`visualmic.engine.measuring_threads`), each
+        chunk's FFTs on one of them (scipy's or torch's, see :mod:`visualmic.fftlib`); with a
+        ``device``, chunks go one at a time and torch's CPU threads are limited to this many.
     device : str
         Where frames are measured: ``"auto"`` (a CUDA GPU when torch sees one,
         else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"torch:cpu"``

@@ -7,6 +7,7 @@ memory is set by the chunk size, never by the video's length.
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -138,6 +139,28 @@ def stream_frames(
         stop_reading.set()
         bar.close()
         thread.join(timeout=5)
+
+
+def measuring_threads(source: FrameSource, requested: int | None = None) -> int:
+    """Threads that measure chunks of ``source`` in parallel: ``requested``, or every core, less one
+    where the source decodes on threads of its own (a video: FFmpeg's decoder then keeps a core).
+
+    Decoding a lossless video costs more CPU than measuring its frames (FFV1, 512²: 3.6 ms against
+    1.4 ms a frame), so on few cores more measuring threads only contend with the decoder's. On
+    2 cores, recovering FFV1 videos with one measuring thread against two (time over PyAV's
+    decoding alone): 512² 1.30x against 1.33-1.36x, 704² 1.46x against 1.63x; 128², where measuring
+    is cheap, 1.44x against 1.39x (both faster than real time at 2200 fps).
+
+    Examples
+    --------
+    >>> from visualmic.sources import ArraySource
+    >>> measuring_threads(ArraySource(np.zeros((2, 8, 8))), 3)
+    3
+    """
+    if requested:
+        return int(requested)
+    cores = os.cpu_count() or 1
+    return max(1, cores - 1) if source.decodes_on_threads else cores
 
 
 def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, threads: int) -> Iterator[R]:

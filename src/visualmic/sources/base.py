@@ -163,6 +163,9 @@ class FrameSource(ABC):
     """
 
     meta: Meta
+    #: Whether reading decodes on threads of its own (FFmpeg's, for videos): a recovery then leaves
+    #: them a core (see :func:`visualmic.engine.measuring_threads`).
+    decodes_on_threads: bool = False
 
     def chunks(
         self, *, chunk_frames: int = 64, start: int = 0, stop: int | None = None, roi: Roi | None = None,

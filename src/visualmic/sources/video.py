@@ -86,6 +86,8 @@ class VideoSource(FrameSource):
     ('ffv1', False, 2200.0)
     """
 
+    decodes_on_threads = True  # FFmpeg's frame and slice threads
+
     def __init__(self, path: Path) -> None:
         self._path = path
         try:
