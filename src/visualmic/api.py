@@ -1208,7 +1208,7 @@ def recover_rolling(
         usable &= motion.noise_gain < 20 * typical
         if usable.mean() < 0.5:
             warnings.append(f"only {usable.mean():.0%} of the rows have horizontal texture; the others are gaps")
-        threads = os.cpu_count() or 1
+        threads = measuring_threads(src)
         # One float per row and frame: the row samples are the sound itself (a WAV at the line rate).
         rows = stack_chunks(map_ordered(lambda item: motion.displacement(item[1]), frames(0, None, "rows"),
                                         threads=threads), dtype=np.float64,
