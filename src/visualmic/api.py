@@ -9,7 +9,6 @@ into sound. Nothing here computes; everything here decides what to compute.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
