@@ -30,10 +30,11 @@ and the ratios that the goals are stated in (each time the best of 3 runs; ``npy
 against ``fft_floor``: three such pairs taken in turn, the median of their ratios, and
 at 512² the same on a video four times longer, ``npy_long``, where the set-up costs
 that do not grow with the video weigh four times less).
-``ffv1_cpu_bound`` is the least ``ffv1 / decode`` time any program could reach
-here: PyAV's decoding already keeps every core busy (FFV1 slice threads), so the
+``ffv1_cpu_bound`` estimates the least ``ffv1 / decode`` time any program could
+reach here: PyAV's decoding already keeps every core busy (FFV1 slice threads), so the
 CPU seconds of decoding and of recovering from ``.npy`` must share the cores:
-``(decode_cpu + npy_cpu) / cores / decode_wall``.
+``(decode_cpu + npy_cpu) / cores / decode_wall`` (an estimate, not a bound: beside the
+decoder a video is measured on fewer threads, which can cost less CPU than ``npy_cpu``).
 Then the peak memory of fresh processes recovering 1,000 and 20,000 frames of
 256² from memory-mapped files, with the goals' configuration and with the
 default options (all scales, regions): it must not grow with the video's length. The machine is shared and noisy:
