@@ -193,7 +193,8 @@ def main() -> None:
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
               help="Keep per-chunk results in this folder: an interrupted run continues where it stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("--threads", type=int, default=None, help="Threads processing chunks [default: all cores].")
+@click.option("--threads", type=int, default=None,
+              help="Threads processing chunks [default: all cores; a video's decoder keeps one].")
 @click.option("--device", default=RecoverOptions.device, show_default=True, metavar="DEVICE",
               help=f"Where frames are measured: {DEVICES_HELP}.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes (warnings still show).")
