@@ -98,6 +98,8 @@ def test_roi_and_downsample_shrink_the_processed_frames(melody_frames):
         ({"fps": float("nan")}, "positive"),
         ({}, "no frame rate"),
         ({"fps": 2200, "method": "magic"}, "unknown method"),
+        ({"fps": 2200, "threads": 0}, "threads must be at least 1"),
+        ({"fps": 2200, "chunk_frames": 0}, "chunk_frames must be at least 1"),
     ],
 )
 def test_bad_parameters_are_input_errors(melody_frames, kwargs, message):

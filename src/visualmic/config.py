@@ -163,6 +163,8 @@ class RecoverOptions:
             raise InputError(f"border_px must be >= 0, got {self.border_px}")
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise InputError(f"chunk_frames must be at least 1, got {self.chunk_frames}")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"threads must be at least 1 (or left out: every core), got {self.threads}")
 
     def measurement_grid(self, shape: tuple[int, int]) -> int:
         """Regions per side to measure processed frames of ``shape`` in.
