@@ -349,10 +349,10 @@ def fused_band_spectrum_adjoint(spectra: np.ndarray, bins: np.ndarray, plan: np.
     ``scale * value * conj(mask)`` (conjugated for mirrored blocks) back to that
     bin: one pass, no temporaries (:func:`visualmic.motion.band_noise_covariance`
     applies it to every region's kernel). The bins may be the whole half plane
-    or only those the band reads (its support: a quarter of the frame's bins for
-    a band of 2 orientations), in any layout where each run's bins follow one
-    another, as they do in the half plane's flat order and in that of any sorted
-    subset of it.
+    or only those the band reads (its support: most of the half plane for the
+    finest scale, a quarter of it one octave down), in any layout where each
+    run's bins follow one another, as they do in the half plane's flat order and
+    in that of any sorted subset of it.
 
     Parameters
     ----------
