@@ -16,6 +16,8 @@ The scenes of issue 4 follow, each written to a video file and recovered from
 it with the default options (what ``visualmic recover VIDEO --fps HZ -o OUT.wav``
 does): a rigid surface; a membrane on a still background; two halves moving in
 opposition; the camera drifting 3 px and back under light flickering at 100 Hz;
+a 128² view drifting 5 px and back over a larger surface (texture leaves the
+view and new texture enters: the frames are not periodic) under 120 Hz flicker;
 the rigid scene through MJPEG and through H.264 (the codecs' default quality).
 At 0.05 px H.264 copies almost every frame (nothing is left to recover), so
 the rigid scene also goes through H.264 at 0.3 and 1 px, where the codec keeps
@@ -131,6 +133,7 @@ def issue_scenes(seconds: float) -> list[dict]:
     sound = melody(seconds, rate_hz=FPS, seed=41)
     t = np.arange(sound.size) / FPS
     drifting = 0.05 * sound / np.abs(sound).max() + 3.0 * np.sin(np.pi * t / t[-1]) ** 2  # px, back to 0
+    drifting_far = 0.05 * sound / np.abs(sound).max() + 5.0 * np.sin(np.pi * t / t[-1]) ** 2
     camera = Camera(read_noise=2.0)
     common = dict(fps=FPS, size=(128, 128), camera=camera)
     rigid = make_scene(sound, amplitude_px=0.05, seed=51, **common)
@@ -140,6 +143,9 @@ def issue_scenes(seconds: float) -> list[dict]:
         ("opposite halves", make_scene(sound, amplitude_px=0.05, mode="opposite", seed=53, **common), "ffv1"),
         ("drift 3 px + 100 Hz flicker", make_scene(drifting, amplitude_px=float(np.abs(drifting).max()), seed=54,
                                                     flicker_hz=100.0, flicker_depth=0.1, **common), "ffv1"),
+        ("drift 5 px over a larger scene + 120 Hz flicker", make_scene(
+            drifting_far, amplitude_px=float(np.abs(drifting_far).max()), seed=55, flicker_hz=120.0, flicker_depth=0.1,
+            **{**common, "size": (192, 192)}, view=(128, 128)), "ffv1"),
         ("rigid, MJPEG", rigid, "mjpeg"),
         ("rigid, H.264", rigid, "h264"),
         ("rigid 0.3 px, H.264", make_scene(sound, amplitude_px=0.3, seed=51, **common), "h264"),

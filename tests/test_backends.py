@@ -225,7 +225,8 @@ def test_auto_device_falls_back_to_the_cpu_without_a_gpu(melody_frames):
 
 @torch_missing
 def test_torch_backend_follows_drift_like_the_cpu_path():
-    """A chunk that drifted 2.5 px is moved back by the same estimated shift on both paths."""
+    """A chunk that drifted 2.5 px is moved back by the same estimated shift on both paths (read from
+    the frames' own spectrum, the bands measured on their periodic components)."""
     from visualmic.drift import ShiftEstimator
     from visualmic.gpu import TorchPhaseSums
     from visualmic.synth import procedural_texture
@@ -233,9 +234,9 @@ def test_torch_backend_follows_drift_like_the_cpu_path():
     texture = procedural_texture((64, 64), seed=3).astype(np.float32)
     rng = np.random.default_rng(1)
     frames = np.stack([texture + rng.standard_normal(texture.shape) for _ in range(12)]).astype(np.float32)
-    pyramid = SteerablePyramid((64, 64), scales=2, orientations=2, workers=1)
+    pyramid = SteerablePyramid((64, 64), scales=2, orientations=2, workers=1, periodic=True)
     refs = motion.prepare_references(pyramid, motion.reference_bands(pyramid.bands(frames[:8])), grid=2)
-    estimate = ShiftEstimator(pyramid.spectrum(frames[:8]).mean(axis=0), (64, 64))
+    estimate = ShiftEstimator(pyramid.frame_spectrum(frames[:8]).mean(axis=0), (64, 64))
     drifted = np.roll(frames[8:], (1, -2), axis=(1, 2))  # 1 row down, 2 columns left
     expected = visualmic.api._drift_following(pyramid, refs, estimate)(drifted)
     on_torch = TorchPhaseSums(pyramid, refs, "cpu", estimate)(drifted)

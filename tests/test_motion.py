@@ -106,6 +106,33 @@ def test_drift_decided_from_the_coarse_block_as_from_the_whole(dy, dx, noise, se
     assert (fast is None and whole is None) or np.array_equal(fast, whole)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(24, 160), st.integers(24, 160), st.integers(0, 2**31))
+def test_frames_of_pure_noise_are_never_moved(rows, cols, seed):
+    """Noise has no shift to follow, at any frame size: no chunk of it is moved (a step fitting few
+    bins would know its own error too poorly to trust a shift of many times that error)."""
+    rng = np.random.default_rng(seed)
+    frames = rng.random((28, rows, cols)) * 255
+    estimate = ShiftEstimator(np.fft.rfft2(frames[:8].mean(axis=0)), (rows, cols))
+    assert all(estimate(np.fft.rfft2(frames[k : k + 4])) is None for k in range(8, 28, 4))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shift", [(0.3, 2.2), (-1.0, 4.5), (3.0, -3.5), (5.0, 5.0), (0.0, 8.0)])
+def test_a_view_moved_over_a_larger_scene_is_followed(shift, seed):
+    """A 96² view of a larger surface moved by pixels: texture left the view and new texture came in.
+    The window makes the edges weigh nothing, so the shift is found to within 5 % (measured: 4.2 % at
+    worst over 12 surfaces; without the window, 21 %, and a fifth of these cases were left where they
+    were), though its fit's error grows with the shift, past the MAX_ERROR_PX that alone once decided."""
+    surface = procedural_texture((192, 192), seed=seed)
+    moved = np.fft.irfft2(shift_spectrum(np.fft.rfft2(surface), -np.array(shift), (192, 192)), s=(192, 192))
+    view = (slice(48, 144), slice(48, 144))
+    noise = np.random.default_rng(seed).normal(0, 1.0, (4, 96, 96))
+    estimate = ShiftEstimator(np.fft.rfft2(surface[view]), (96, 96))
+    found = estimate(np.fft.rfft2(moved[view][None] + noise))
+    assert found is not None and np.hypot(*(found - shift)) < 0.05 * np.hypot(*shift)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 12), st.floats(0.5, 4.0), st.floats(0.5, 4.0),
        st.integers(0, 2**31))

@@ -354,8 +354,9 @@ def _stream_measurements(
 
     The reference is the mean of the first ``opts.reference_frames`` frames'
     bands (the 2014 recipe: frame 0 alone), computed as the bands of their mean
-    frame; ``prepare(pyramid, references, reference_spectrum)`` returns what the
-    caller keeps of it, the function measuring a chunk's bands, and optionally
+    frame; ``prepare(pyramid, references, frame_spectrum)`` (that frame's own rfft2, see
+    :mod:`visualmic.drift`) returns what the caller keeps of it, the function measuring a
+    chunk's bands, and optionally
     one measuring a chunk of frames on its own (the GPU backend: frames go to
     the device whole; None: the pyramid's bands, then the first). Returns the
     pyramid, that state, and ``(first_frame, measurement)`` of every chunk in
@@ -388,9 +389,10 @@ def _stream_measurements(
     # The pyramid is linear: the reference (the first frames' mean bands and spectrum) is the
     # bands and spectrum of their mean frame, one transform instead of one per frame.
     mean_frame = first_frames.mean(axis=0, dtype=np.float64)[None].astype(np.float32)
-    reference_spectrum = pyramid.spectrum(mean_frame)
+    frame_spectrum = pyramid.frame_spectrum(mean_frame)
+    reference_spectrum = pyramid.periodic_spectrum(frame_spectrum.copy(), mean_frame)
     references = [band[0] for band in pyramid.bands_of_spectrum(reference_spectrum)]
-    state, measure, measure_frames = prepare(pyramid, references, reference_spectrum[0])
+    state, measure, measure_frames = prepare(pyramid, references, frame_spectrum[0])
     if measure_frames is None:
         measure_frames = lambda chunk_frames: measure(pyramid.bands(chunk_frames))  # noqa: E731
 
@@ -446,12 +448,12 @@ def _measure(
     or ``(frames, bands)`` 2014 band signals. ``device``: a torch device for the phase
     method's chunks (see :mod:`visualmic.gpu`), None for numpy."""
 
-    def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], reference_spectrum: np.ndarray):
+    def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], frame_spectrum: np.ndarray):
         if opts.method == "davis2014":
             return None, lambda bands: davis2014_band_signals(bands, references), None
         prepared = prepare_references(pyramid, references, border_px=opts.border_px,
                                       grid=opts.measurement_grid(shape))
-        estimate_shift = ShiftEstimator(reference_spectrum, pyramid.shape)
+        estimate_shift = ShiftEstimator(frame_spectrum, pyramid.shape)
         on_frames = (TorchPhaseSums(pyramid, prepared, device, estimate_shift) if device
                      else _drift_following(pyramid, prepared, estimate_shift))
         return prepared, lambda bands: phase_gradient_sums(bands, prepared), on_frames
@@ -476,8 +478,12 @@ def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference],
     fisher = np.concatenate([r.fisher for r in prepared])
 
     def measure(frames: np.ndarray) -> np.ndarray:
-        spectrum = pyramid.spectrum(frames)
+        frames = np.asarray(frames, dtype=np.float32)
+        # The shift from the frames' own spectrum: the periodic components' low frequencies, where the
+        # shift is read, also hold the smooth components', which change as texture enters the view.
+        spectrum = pyramid.frame_spectrum(frames)
         shift = estimate_shift(spectrum)
+        spectrum = pyramid.periodic_spectrum(spectrum, frames)
         if shift is None:
             return phase_gradient_sums(pyramid.bands_of_spectrum(spectrum), prepared)
         moved_back = shift_spectrum(spectrum, shift, pyramid.shape)
@@ -808,7 +814,7 @@ def vibration_map(
         if bad.size:
             raise InputError(f"frequency {bad[0]:g} Hz is not between 0 and the Nyquist frequency {fps / 2:g} Hz")
 
-        def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], reference_spectrum: np.ndarray):
+        def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], frame_spectrum: np.ndarray):
             cells = CellMotion(pyramid, references, cell_px=cell_px)
             return cells, cells.displacement, None
 

@@ -171,10 +171,10 @@ class TorchPhaseSums:
             return index
         return self._put(np.arange(size)[index], self._torch.int64)
 
-    def spectrum(self, frames: object) -> object:
-        """rfft2 of a ``(n, rows, cols)`` float32 tensor (periodic component when the pyramid asks)."""
+    def periodic_spectrum(self, spectrum: object, frames: object) -> object:
+        """From the rfft2 of a ``(n, rows, cols)`` float32 tensor of frames, that of their periodic
+        components when the pyramid asks (as :meth:`SteerablePyramid.periodic_spectrum`)."""
         torch = self._torch
-        spectrum = torch.fft.rfft2(frames)
         if self.periodic:
             a = torch.fft.rfft(frames[:, -1, :] - frames[:, 0, :], dim=-1)
             b = torch.fft.fft(frames[:, :, -1] - frames[:, :, 0], dim=-1)
@@ -208,13 +208,14 @@ class TorchPhaseSums:
         n = x.shape[0]
         shift = None
         with torch.no_grad():
-            spectrum = self.spectrum(x)
-            if self.estimate_shift is not None:
-                block = spectrum[:, self.shift_rows, self.estimate_shift.cols].mean(dim=0).cpu().numpy()
-                shift = self.estimate_shift.follow(block)
-                if shift is not None:
-                    fy, fx = self.frequencies
-                    spectrum = spectrum * torch.exp(2j * np.pi * (fy * shift[0] + fx * shift[1])).to(spectrum.dtype)
+            spectrum = torch.fft.rfft2(x)
+            if self.estimate_shift is not None:  # from the frames' own spectrum, as the CPU path
+                read = spectrum[:, self.shift_rows, self.estimate_shift.cols].mean(dim=0).cpu().numpy()
+                shift = self.estimate_shift.follow(self.estimate_shift.window_block(read))
+            spectrum = self.periodic_spectrum(spectrum, x)
+            if shift is not None:
+                fy, fx = self.frequencies
+                spectrum = spectrum * torch.exp(2j * np.pi * (fy * shift[0] + fx * shift[1])).to(spectrum.dtype)
             per_band = []
             for index, (conj_ref, phase_w, amp_w, offset, inverse_power, regions) in enumerate(self.references):
                 band = torch.fft.ifft2(self.band_spectrum(spectrum, index)).reshape(n, -1)

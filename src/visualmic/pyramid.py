@@ -390,14 +390,24 @@ class SteerablePyramid:
         """Real FFT of a batch of frames, shape ``(n, rows, cols // 2 + 1)``.
 
         With ``periodic=True`` at construction, the spectrum is that of each
-        frame's periodic component (Moisan's periodic-plus-smooth decomposition).
+        frame's periodic component (Moisan's periodic-plus-smooth decomposition):
+        :meth:`periodic_spectrum` of :meth:`frame_spectrum`.
         """
+        frames = np.asarray(frames, dtype=np.float32)
+        return self.periodic_spectrum(self.frame_spectrum(frames), frames)
+
+    def frame_spectrum(self, frames: np.ndarray) -> np.ndarray:
+        """Real FFT of a batch of frames as they are (their periodic components' spectrum: :meth:`spectrum`)."""
         frames = np.asarray(frames, dtype=np.float32)
         if frames.shape[-2:] != self.shape:
             raise ValueError(f"frames are {frames.shape[-2:]}, the pyramid was built for {self.shape}")
-        spectrum = rfft2(frames, workers=self.workers)
+        return rfft2(frames, workers=self.workers)
+
+    def periodic_spectrum(self, spectrum: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """The spectrum of the frames' periodic components (with ``periodic=True``; else ``spectrum``
+        itself), from :meth:`frame_spectrum`'s, which it overwrites."""
         if self.periodic:
-            spectrum -= self._smooth_component_spectrum(frames)
+            spectrum -= self._smooth_component_spectrum(np.asarray(frames, dtype=np.float32))
         return spectrum
 
     def _smooth_component_spectrum(self, frames: np.ndarray) -> np.ndarray:

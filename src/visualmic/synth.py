@@ -25,6 +25,7 @@ __all__ = [
     "procedural_texture",
     "moving_frames",
     "mode_shape",
+    "central",
     "cramer_rao_variance",
     "cramer_rao_snr_db",
     "melody",
@@ -229,15 +230,30 @@ def moving_frames(
         yield frames
 
 
+def central(values: np.ndarray, view: tuple[int, int]) -> np.ndarray:
+    """The central ``view`` rows and columns of ``values`` (last two axes).
+
+    Examples
+    --------
+    >>> central(np.arange(16).reshape(4, 4), (2, 2))
+    array([[ 5,  6],
+           [ 9, 10]])
+    """
+    top, left = (values.shape[-2] - view[0]) // 2, (values.shape[-1] - view[1]) // 2
+    return values[..., top : top + view[0], left : left + view[1]]
+
+
 def cramer_rao_variance(
-    texture: np.ndarray, noise_variance: np.ndarray, *, direction_deg: float = 0.0, shape: np.ndarray | None = None
+    texture: np.ndarray, noise_variance: np.ndarray, *, direction_deg: float = 0.0, shape: np.ndarray | None = None,
+    view: tuple[int, int] | None = None,
 ) -> float:
     """Cramér-Rao bound on the variance (px²) of one frame's estimate of the sound.
 
     ``var >= 1 / sum_x (shape(x) u.grad I(x))**2 / sigma**2(x)`` for a texture I
     moving along u by ``shape(x) * s`` with independent pixel noise of variance
     sigma**2(x); the gradient is computed spectrally, exact for a band-limited
-    periodic texture. A rigid scene has ``shape = 1``.
+    periodic texture. A rigid scene has ``shape = 1``. With ``view``, only the
+    central ``view`` of a larger surface is seen (and counts).
 
     Examples
     --------
@@ -248,6 +264,9 @@ def cramer_rao_variance(
     4.0
     """
     gradient = directional_gradient(texture, direction_deg)
+    if view is not None:
+        noise_variance = central(np.broadcast_to(noise_variance, texture.shape), view)
+        gradient = central(gradient, view)
     if shape is not None:
         gradient = gradient * shape
     return float(1.0 / np.sum(gradient**2 / noise_variance))
@@ -399,7 +418,7 @@ class Scene:
     Attributes
     ----------
     texture : ndarray
-        The noiseless, periodic texture (grey levels).
+        The noiseless, periodic texture (grey levels): the whole surface.
     displacement_px : ndarray
         The sound as displacement per frame, pixels along ``direction_deg``,
         where the mode shape is 1.
@@ -417,6 +436,11 @@ class Scene:
         Row timing of a rolling-shutter camera (None: global shutter).
     row_displacement_px : ndarray or None
         With a rolling shutter, ``(frames, rows)``: the displacement each row saw.
+    flicker_hz, flicker_depth : float
+        The light's flicker (see :func:`make_scene`).
+    view : tuple of int or None
+        The camera sees only this many central rows and columns of the texture
+        (None: all of it).
     """
 
     texture: np.ndarray
@@ -430,6 +454,11 @@ class Scene:
     row_displacement_px: np.ndarray | None = None
     flicker_hz: float = 0.0
     flicker_depth: float = 0.0
+    view: tuple[int, int] | None = None
+
+    def _in_view(self, values: np.ndarray) -> np.ndarray:
+        """What the camera sees of ``values`` (last two axes)."""
+        return values if self.view is None else central(values, self.view)
 
     def light(self, first: int, count: int) -> np.ndarray:
         """Relative brightness of the light for frames ``first`` to ``first + count - 1``, ``(count, rows, 1)``.
@@ -437,7 +466,7 @@ class Scene:
         ``1 + depth cos(2 pi f t)`` averaged over each row's exposure (a
         rolling shutter sees it at every row's own time: dark and bright bands).
         """
-        rows = self.texture.shape[0]
+        rows = self._in_view(self.texture).shape[0]
         if self.flicker_hz <= 0 or self.flicker_depth == 0:
             return np.ones((count, 1, 1))
         shutter = self.rolling_shutter or RollingShutter(line_delay_s=0.0)
@@ -461,13 +490,15 @@ class Scene:
             )
         first = 0
         for clean in clean_chunks:
+            clean = self._in_view(clean)
             yield self.camera.expose(clean * self.light(first, clean.shape[0]), rng)
             first += clean.shape[0]
 
     def cramer_rao_variance(self) -> float:
         """Bound on the per-frame variance (px²) of the sound's estimate, see :func:`cramer_rao_variance`."""
         return cramer_rao_variance(
-            self.texture, self.camera.noise_variance(self.texture), direction_deg=self.direction_deg, shape=self.shape
+            self.texture, self.camera.noise_variance(self.texture), direction_deg=self.direction_deg, shape=self.shape,
+            view=self.view,
         )
 
     def bound_snr_db(self, band_hz: tuple[float, float]) -> float:
@@ -546,6 +577,7 @@ def make_scene(
     audio_rate_hz: float | None = None,
     flicker_hz: float = 0.0,
     flicker_depth: float = 0.2,
+    view: tuple[int, int] | None = None,
 ) -> Scene:
     """A textured surface whose displacement follows ``audio`` (peak ``amplitude_px``).
 
@@ -580,6 +612,11 @@ def make_scene(
         A light flickering at this frequency (0: steady) with this relative
         depth: lamps on 50 Hz mains flicker at 100 Hz. With a rolling shutter it
         draws dark and bright bands whose spacing gives the line delay.
+    view : tuple of int, optional
+        The camera sees only the central ``view`` rows and columns of the
+        ``size`` surface: what moves out of the view is gone and new texture
+        comes in, as when a camera drifts over a larger scene (the frames are
+        not periodic). Rigid, global-shutter scenes only.
 
     Examples
     --------
@@ -599,6 +636,12 @@ def make_scene(
             raise ValueError(f"texture is {texture.shape}, the scene {tuple(size)}")
         lo, hi = texture.min(), texture.max()
         texture = full * (0.1 + 0.8 * (texture - lo) / (hi - lo if hi > lo else 1.0))
+    if view is not None:
+        view = (int(view[0]), int(view[1]))
+        if mode != "rigid" or rolling_shutter is not None:
+            raise ValueError("a scene seen through a smaller view moves rigidly, with a global shutter")
+        if not (0 < view[0] <= size[0] and 0 < view[1] <= size[1]):
+            raise ValueError(f"view {view} does not fit in the scene {tuple(size)}")
     rows_displacement = None
     if rolling_shutter is not None:
         if mode != "rigid" or direction_deg % 180 != 0:
@@ -624,4 +667,5 @@ def make_scene(
         row_displacement_px=rows_displacement,
         flicker_hz=float(flicker_hz),
         flicker_depth=float(flicker_depth) if flicker_hz > 0 else 0.0,
+        view=view,
     )
