@@ -122,7 +122,8 @@ def command_line_check(seconds: float) -> dict:
         truth, _ = soundfile.read(str(Path(tmp) / "scene.truth.wav"))
         sidecar = json.loads((Path(tmp) / "scene.json").read_text())
     snr = snr_db(recovered, truth, fps=FPS, band_hz=BAND, trim=200)
-    return {"command": "visualmic synth melody -o scene.mov --amplitude 0.02 --noise 2; visualmic recover --rate native",
+    return {"command": ("visualmic synth melody -o scene.mov --amplitude 0.02 --noise 2; "
+                        "visualmic recover --rate native"),
             "snr_db": snr, "bound_db": sidecar["bound_snr_db"]["snr_db"]}
 
 
@@ -139,7 +140,8 @@ def issue_scenes(seconds: float) -> list[dict]:
     rigid = make_scene(sound, amplitude_px=0.05, seed=51, **common)
     cases = [
         ("rigid", rigid, "ffv1"),
-        ("membrane, still background", make_scene(sound, amplitude_px=0.05, mode="membrane", seed=52, **common), "ffv1"),
+        ("membrane, still background",
+         make_scene(sound, amplitude_px=0.05, mode="membrane", seed=52, **common), "ffv1"),
         ("opposite halves", make_scene(sound, amplitude_px=0.05, mode="opposite", seed=53, **common), "ffv1"),
         ("drift 3 px + 100 Hz flicker", make_scene(drifting, amplitude_px=float(np.abs(drifting).max()), seed=54,
                                                     flicker_hz=100.0, flicker_depth=0.1, **common), "ffv1"),
@@ -288,7 +290,8 @@ def main() -> None:
               " oracle combination of visualmic's channels (dB) | davis2014 (dB) | gain (dB) |"
               " davis2014, zero-phase high-pass (dB) | gain (dB) |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    table += [f"| {r['scene']} | {r['codec']} | {r['bound_db']:.1f} | {r['phase_db']:.1f} | {r['gap_to_bound_db']:.2f} | "
+    table += [f"| {r['scene']} | {r['codec']} | {r['bound_db']:.1f} | {r['phase_db']:.1f} | "
+              f"{r['gap_to_bound_db']:.2f} | "
               f"{'≤ ' if r['estimated_snr_is_upper_bound'] else ''}{r['estimated_snr_db']:.1f} | "
               f"{100 * r['repeated_frames_fraction']:.0f} % | "
               + ("n/a" if r["recovered_px_where_moved_0_10_to_0_15"] is None
@@ -296,8 +299,10 @@ def main() -> None:
               + f" | {r['regions']} | {r['best_linear_combination_db']:.1f} | {r['davis2014_db']:.1f} | "
               f"{r['gain_over_davis2014_db']:.1f} | {r['davis2014_zero_phase_db']:.1f} | "
               f"{r['gain_over_davis2014_zero_phase_db']:.1f} |" for r in scenes]
-    table += ["", "Real sounds (128x128, 0.02 px, 2 grey levels of noise), visualmic / davis2014, band 80 Hz-0.48 fps:", "",
-              "| sound | fps | bound (dB) | SNR (dB) | segmental SNR (dB) | LLR | STOI |", "|---|---:|---:|---|---|---|---|"]
+    table += ["", "Real sounds (128x128, 0.02 px, 2 grey levels of noise), visualmic / davis2014, "
+              "band 80 Hz-0.48 fps:", "",
+              "| sound | fps | bound (dB) | SNR (dB) | segmental SNR (dB) | LLR | STOI |",
+              "|---|---:|---:|---|---|---|---|"]
     for r in sounds:
         p, d = r["phase"], r["davis2014"]
         table.append(f"| {r['sound']} | {r['fps']:g} | {r['bound_db']:.1f} | {p['snr_db']:.1f} / {d['snr_db']:.1f} | "

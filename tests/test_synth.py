@@ -8,7 +8,9 @@ import pytest
 from PIL import Image
 
 import visualmic
-from visualmic.synth import Camera, cramer_rao_variance, make_scene, melody, mode_shape, moving_frames, procedural_texture
+from visualmic.synth import (
+    Camera, cramer_rao_variance, make_scene, melody, mode_shape, moving_frames, procedural_texture,
+)
 
 
 def run(*args):

@@ -239,7 +239,8 @@ def resolve_fps(meta: Meta, fps: float | None, *, high_speed: bool = True) -> tu
         return float(fps), "user", [], []
     if meta.fps is None:
         raise InputError(f"{meta.path}: the input stores no frame rate; pass the camera's capture rate with --fps")
-    note = f"capture rate {meta.fps:g} fps taken from the {meta.fps_origin}; pass --fps if the camera recorded at another rate"
+    note = (f"capture rate {meta.fps:g} fps taken from the {meta.fps_origin}; "
+            "pass --fps if the camera recorded at another rate")
     warnings = list(meta.rate_warnings)
     if high_speed and meta.fps_origin == "container" and meta.fps <= 120.0:
         warnings.append(f"{meta.fps:g} fps looks like a playback rate, not a high-speed capture rate")

@@ -43,7 +43,9 @@ def default_highpass_hz(fps: float, *, most_hz: float = SPEECH_LOWEST_HZ) -> flo
     return min(0.05 * fps / 2, most_hz)
 
 
-def highpass(signal: np.ndarray, *, fps: float, cutoff_hz: float, order: int = 3, zero_phase: bool = True) -> np.ndarray:
+def highpass(
+    signal: np.ndarray, *, fps: float, cutoff_hz: float, order: int = 3, zero_phase: bool = True
+) -> np.ndarray:
     """Butterworth high-pass along the last axis.
 
     Parameters

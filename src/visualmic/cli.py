@@ -22,7 +22,9 @@ from .api import calibrate_line_delay, inspect, measure_motion, recover, recover
 from .config import DENOISERS, DEVICES_HELP, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .engine import peak_memory_mb
 from .errors import InputError
-from .outputs import VIDEO_CODECS, atomic_path, container_format, write_bytes, write_json, write_npy, write_video, write_wav
+from .outputs import (
+    VIDEO_CODECS, atomic_path, container_format, write_bytes, write_json, write_npy, write_video, write_wav,
+)
 from .sources.base import parse_roi
 from .sources.video import rate_storage_problem
 from .synth import (
@@ -161,7 +163,8 @@ def main() -> None:
               help="'phase': this project's estimator; 'davis2014': the paper's recipe, for comparison.")
 @click.option("--reference-frames", type=int, default=RecoverOptions.reference_frames, show_default=True,
               help="Frames averaged into the reference.")
-@click.option("--highpass", "highpass_hz", type=float, default=None, help="High-pass cut-off in Hz [default: 0.05 x Nyquist, at most 60 Hz; 0: off].")
+@click.option("--highpass", "highpass_hz", type=float, default=None,
+              help="High-pass cut-off in Hz [default: 0.05 x Nyquist, at most 60 Hz; 0: off].")
 @click.option("--denoise", type=click.Choice(DENOISERS), default=RecoverOptions.denoise, show_default=True,
               help="'mmse': MMSE log-spectral amplitude with the measured noise floor (keeps tones); "
                    "'spectral': spectral subtraction for speech in steady noise.")
@@ -214,8 +217,8 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     """
     _check_output(output, (".wav",))
     if rolling_shutter or line_delay_s is not None or line_rate_hz is not None:
-        if (report is not None or regions not in ("auto", "1") or method != "phase" or denoise != "none" or downsample != 1
-                or cache_dir is not None or scheduler is not None or workers is not None):
+        if (report is not None or regions not in ("auto", "1") or method != "phase" or denoise != "none"
+                or downsample != 1 or cache_dir is not None or scheduler is not None or workers is not None):
             raise InputError("--rolling-shutter works on full-resolution rows with the phase method; it does not "
                              "take --report, --regions, --method davis2014, --denoise, --downsample, --cache, "
                              "--scheduler or --workers yet")
@@ -315,7 +318,8 @@ def _load_audio(spec: str, *, fps: float, duration_s: float) -> np.ndarray:
         if not 0 < freq < fps / 2:
             raise InputError(f"a {freq:g} Hz tone cannot be sampled at {fps:g} fps (Nyquist {fps / 2:g} Hz)")
         return np.sin(2 * np.pi * freq * np.arange(int(round(duration_s * fps))) / fps)
-    data, rate = _read_audio(Path(spec), min_samples=1, missing="no such audio file (or use 'speech', 'melody' or 'tone:HZ')")
+    data, rate = _read_audio(Path(spec), min_samples=1,
+                             missing="no such audio file (or use 'speech', 'melody' or 'tone:HZ')")
     return resample(data, rate_in_hz=rate, rate_out_hz=fps)
 
 
@@ -334,20 +338,25 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Video to write: .mov (PNG; exact rate), .mkv (FFV1), .mp4 (H.264) or .npy.")
 @click.option("--fps", type=float, required=True, help="Capture rate of the simulated camera.")
-@click.option("--duration", "duration_s", type=float, default=2.0, show_default=True, help="Seconds, for built-in sounds.")
+@click.option("--duration", "duration_s", type=float, default=2.0, show_default=True,
+              help="Seconds, for built-in sounds.")
 @click.option("--size", default="128x128", show_default=True, help="Frame size WxH.")
 @click.option("--texture", default="procedural", show_default=True, help="'procedural' or an image file.")
 @click.option("--mode", type=click.Choice(["rigid", "membrane", "opposite"]), default="rigid", show_default=True,
               help="Spatial shape of the motion: rigid, a drum's fundamental mode, two halves in opposition.")
 @click.option("--amplitude", "amplitude_px", type=float, default=0.02, show_default=True, help="Peak motion in pixels.")
-@click.option("--direction", "direction_deg", type=float, default=0.0, show_default=True, help="Degrees from the x axis.")
+@click.option("--direction", "direction_deg", type=float, default=0.0, show_default=True,
+              help="Degrees from the x axis.")
 @click.option("--noise", "read_noise", type=float, default=1.0, show_default=True,
               help="Read noise, grey levels of the output bit depth (std).")
-@click.option("--shot-noise", type=float, default=0.0, show_default=True, help="Photon noise at full scale, grey levels (std).")
+@click.option("--shot-noise", type=float, default=0.0, show_default=True,
+              help="Photon noise at full scale, grey levels (std).")
 @click.option("--bit-depth", type=click.Choice(["8", "12", "16"]), default="8", show_default=True)
-@click.option("--codec", type=click.Choice(sorted(VIDEO_CODECS)), default=None, help="[default: from the file's suffix]")
+@click.option("--codec", type=click.Choice(sorted(VIDEO_CODECS)), default=None,
+              help="[default: from the file's suffix]")
 @click.option("--quality", type=int, default=None, help="Lossy codecs: H.264 CRF (0-51) or MJPEG qscale (2-31).")
-@click.option("--rolling-shutter", is_flag=True, help="Simulate a rolling-shutter camera (rows read one after another).")
+@click.option("--rolling-shutter", is_flag=True,
+              help="Simulate a rolling-shutter camera (rows read one after another).")
 @click.option("--line-delay", "line_delay_s", type=float, default=None, help="Rolling shutter: seconds between rows.")
 @click.option("--exposure", "exposure_s", type=float, default=0.0, show_default=True,
               help="Rolling shutter: exposure of each row in seconds (it low-passes the motion).")
@@ -662,7 +671,8 @@ def motion_command(video: Path, output: Path, rois: tuple[str, ...], fps: float 
 @click.option("--flicker-hz", type=float, required=True,
               help="Frequency of the light's flicker (lamps on 50 Hz mains: 100; on 60 Hz: 120).")
 @click.option("--fps", type=float, default=None, help="Frame rate (default: the file's).")
-@click.option("--roi", default=None, metavar="X,Y,W,H", help="Region lit by the flickering light (all rows by default).")
+@click.option("--roi", default=None, metavar="X,Y,W,H",
+              help="Region lit by the flickering light (all rows by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no notes.")
 @_friendly
@@ -683,5 +693,6 @@ def calibrate_command(video: Path, flicker_hz: float, fps: float | None, roi: st
         return
     delay, sigma = found["line_delay_s"], found["uncertainty_s"]
     click.echo(f"line delay {delay * 1e6:.4f} us +- {sigma * 1e6:.4f} us ({sigma / delay:.2%}); line rate "
-               f"{found['line_rate_hz']:.1f} Hz; rows read {found['row_order']}; readout {found['readout_s'] * 1e3:.3f} ms "
-               f"of {1e3 / found['fps']:.3f} ms; flicker contrast {found['contrast']:.1%}")
+               f"{found['line_rate_hz']:.1f} Hz; rows read {found['row_order']}; "
+               f"readout {found['readout_s'] * 1e3:.3f} ms of {1e3 / found['fps']:.3f} ms; "
+               f"flicker contrast {found['contrast']:.1%}")

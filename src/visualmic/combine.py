@@ -272,7 +272,10 @@ def combine_bands(
         return Combination(signals[0].copy(), np.ones(1), np.zeros(1, int), np.full(1, np.nan), float("nan"))
     if n <= 4 * max_lag + 8:
         max_lag = 0
-    analysed = highpass(signals, fps=fps, cutoff_hz=highpass_hz) if highpass_hz > 0 else signals - signals.mean(1, keepdims=True)
+    if highpass_hz > 0:
+        analysed = highpass(signals, fps=fps, cutoff_hz=highpass_hz)
+    else:
+        analysed = signals - signals.mean(1, keepdims=True)
     # Each channel's predicted noise is trusted to 0.1 %: fine grids of regions make the model
     # singular (channels that are exact combinations of others), and a combination that relies
     # on noise cancelling exactly along such directions amplifies whatever the model misses.

@@ -157,8 +157,8 @@ class TorchPhaseSums:
             self.fisher = np.concatenate([ref.fisher for ref in references])
         self.references = [
             (put(ref.conj_ref, torch.complex64), put(ref.region_weights[0].T, torch.float32),
-             put(ref.region_weights[1].T, torch.float32), put(ref.offset.reshape(-1), torch.float32), ref._inverse_power,
-             ref.regions)
+             put(ref.region_weights[1].T, torch.float32), put(ref.offset.reshape(-1), torch.float32),
+             ref._inverse_power, ref.regions)
             for ref in references
         ]
 

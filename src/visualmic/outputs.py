@@ -177,7 +177,8 @@ def write_video(
                         stream.codec_context.qscale = int(quality)
                     in_format = "gray16le" if deep else "gray"
                 for frame in frames:
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=in_format)):
+                    picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=in_format)
+                    for packet in stream.encode(picture):
                         container.mux(packet)
                     count += 1
             if stream is not None:
@@ -197,7 +198,8 @@ def _write_npy(path: Path, chunks: Iterable[np.ndarray], frame_count: int | None
         array = None
         for frames in chunks:
             if array is None:
-                array = np.lib.format.open_memmap(tmp, mode="w+", dtype=frames.dtype, shape=(frame_count, *frames.shape[1:]))
+                array = np.lib.format.open_memmap(tmp, mode="w+", dtype=frames.dtype,
+                                                  shape=(frame_count, *frames.shape[1:]))
             array[count : count + frames.shape[0]] = frames
             count += frames.shape[0]
         if array is not None:

@@ -89,8 +89,9 @@ class RowTiming:
         readout = sensor_rows * self.line_delay_s
         if readout >= 1.0 / self.fps:
             raise ValueError(
-                f"{sensor_rows} rows x {self.line_delay_s * 1e6:g} us = {readout * 1e3:.3f} ms of readout do not fit in "
-                f"a frame period of {1e3 / self.fps:.3f} ms at {self.fps:g} fps: check --line-delay (or --line-rate)"
+                f"{sensor_rows} rows x {self.line_delay_s * 1e6:g} us = {readout * 1e3:.3f} ms of readout "
+                f"do not fit in a frame period of {1e3 / self.fps:.3f} ms at {self.fps:g} fps: "
+                "check --line-delay (or --line-rate)"
             )
         if self.exposure_s > 1.0 / self.fps:
             raise ValueError(f"an exposure of {self.exposure_s * 1e3:g} ms is longer than the frame period")

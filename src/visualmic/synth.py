@@ -473,7 +473,8 @@ class Scene:
         starts = (first + np.arange(count))[:, None] / self.fps + np.arange(rows)[None, :] * shutter.line_delay_s
         omega = 2 * np.pi * self.flicker_hz
         if shutter.exposure_s > 0:
-            wave = (np.sin(omega * (starts + shutter.exposure_s)) - np.sin(omega * starts)) / (omega * shutter.exposure_s)
+            rise = np.sin(omega * (starts + shutter.exposure_s)) - np.sin(omega * starts)
+            wave = rise / (omega * shutter.exposure_s)
         else:
             wave = np.cos(omega * starts)
         return (1 + self.flicker_depth * wave)[:, :, None]

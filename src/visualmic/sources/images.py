@@ -78,7 +78,8 @@ class ImageFolderSource(FrameSource):
             for path in self._files[first : min(first + chunk_frames, stop)]:
                 image = _read_image(path)
                 if image.shape[:2] != self._shape:
-                    raise InputError(f"{path}: frame size {image.shape[:2]} differs from the first frame's {self._shape}")
+                    raise InputError(
+                        f"{path}: frame size {image.shape[:2]} differs from the first frame's {self._shape}")
                 block.append(_as_grey(image[rows, cols], path))
             yield first, np.stack(block)
 
