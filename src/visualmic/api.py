@@ -355,17 +355,16 @@ def _stream_measurements(
 
     The reference is the mean of the first ``opts.reference_frames`` frames'
     bands (the 2014 recipe: frame 0 alone), computed as the bands of their mean
-    frame; ``prepare(pyramid, references, frame_spectrum)`` (that frame's own rfft2, see
-    :mod:`visualmic.drift`) returns what the caller keeps of it, the function measuring a
-    chunk's bands, and optionally
-    one measuring a chunk of frames on its own (the GPU backend: frames go to
-    the device whole; None: the pyramid's bands, then the first). Returns the
-    pyramid, that state, and ``(first_frame, measurement)`` of every chunk in
-    order, computed lazily on all threads. With a ``cache``, chunks measured by
-    an earlier, interrupted run are reused and the frames after them only are
-    read; every new chunk is saved as soon as it is known. With a Dask
-    ``client``, the frames are measured by the cluster's workers, each reading
-    its own range of the file.
+    frame; ``prepare(pyramid, references, frame_spectrum)`` (that frame's own rfft2,
+    see :mod:`visualmic.drift`) returns what the caller keeps of it, the function
+    measuring a chunk's bands, and optionally one measuring a chunk of frames on its
+    own (the GPU backend: frames go to the device whole; None: the pyramid's bands,
+    then the first). Returns the pyramid, that state, and ``(first_frame,
+    measurement)`` of every chunk in order, computed lazily on all threads. With a
+    ``cache``, chunks measured by an earlier, interrupted run are reused and the
+    frames after them only are read; every new chunk is saved as soon as it is
+    known. With a Dask ``client``, the frames are measured by the cluster's
+    workers, each reading its own range of the file.
     """
     # A device (see visualmic.gpu) takes large chunks; the CPU's balance per-chunk overhead and cache.
     chunk = opts.chunk_frames or (default_chunk_frames(shape, target_bytes=64e6, most=512) if device

@@ -104,8 +104,8 @@ class ShiftEstimator:
     def __call__(self, spectrum: np.ndarray) -> np.ndarray | None:
         """The shift to move a chunk back by, from its ``(n, rows, cols // 2 + 1)`` spectrum (see :meth:`follow`)."""
         if self._coarse is not None:
-            # A chunk that has not moved (most) is known from the coarse step, the same numbers :meth:`follow`
-            # would compute first, on a quarter of the bins: a tenth of a chunk's own time in a 2-thread run.
+            # A chunk that has not moved (most) is known from the coarsest step, the same numbers :meth:`follow`
+            # would compute first, on a sixteenth of the bins (0.08 ms for a chunk of 4 frames of 512²).
             coarse = self._coarse.estimate(self._coarse.mean_block(spectrum))
             if np.hypot(*coarse) <= SETTLED_PX:
                 return None
@@ -173,8 +173,9 @@ class ShiftEstimator:
             # A direction moves the chunk where the fit determines it to within MAX_ERROR_PX, or where
             # the chunk clearly moved along it (SIGNIFICANT standard errors) and the shift explains
             # the phases (COHERENT): a texture without detail along y, or frames of pure noise, leave
-            # it where it is. The misfit counts what entered and left the view too, so that the error
-            # of a view of a larger scene grows with the drift (0.1-0.3 px at 4 px, 96 px frames).
+            # it where it is. The misfit counts what entered and left the view too, so that on a small
+            # view of a larger scene the coarsest step's error grows with the drift (0.24 px at 4.6 px
+            # on 96², 0.014 px on 512²) while the finer steps' stays under 0.02 px.
             for value, vector in zip(values, vectors.T):
                 if value <= 0:
                     continue
