@@ -101,14 +101,12 @@ def cpu_seconds(fn) -> float:
 
 
 def with_environment(name: str, value: str, fn):
-    """Run ``fn`` with the environment variable ``name`` set to ``value`` (the FFT library's choice reset)."""
+    """Run ``fn`` with the environment variable ``name`` set to ``value``."""
     os.environ[name] = value
-    fftlib.fft_library.cache_clear()
     try:
         return fn()
     finally:
         del os.environ[name]
-        fftlib.fft_library.cache_clear()
 
 
 def torch_devices() -> dict[str, str]:

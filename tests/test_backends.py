@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -157,12 +160,10 @@ def fft_library(monkeypatch):
 
     def choose(name: str) -> str:
         monkeypatch.setenv("VISUALMIC_FFT", name)
-        fftlib.fft_library.cache_clear()
         return fftlib.fft_library()
 
     yield choose
     monkeypatch.undo()
-    fftlib.fft_library.cache_clear()
 
 
 @torch_missing
@@ -201,6 +202,25 @@ def test_threads_option_limits_torchs_fft_threads_during_the_measurement(fft_lib
     visualmic.recover(melody_frames[:300], fps=2200, threads=1)
     assert seen and set(seen) == {1}
     assert torch.get_num_threads() == before
+
+
+@torch_missing
+def test_a_small_recovery_keeps_scipys_ffts_and_does_not_import_torch():
+    """Importing torch takes about a second, more than MKL's FFTs save on a small job: a fresh process
+    recovering 400 frames of 48² neither imports torch nor says it used it, while a job planned beyond
+    SMALL_JOB_PIXEL_FRAMES takes torch's FFTs."""
+    code = ("import sys, numpy as np, visualmic\n"
+            "from visualmic import fftlib\n"
+            "frames = (np.random.default_rng(0).random((400, 48, 48)) * 255).astype(np.uint8)\n"
+            "rec = visualmic.recover(frames, fps=2200)\n"
+            "print('torch' in sys.modules, rec.device)\n"
+            "with fftlib.planned_work(2 * fftlib.SMALL_JOB_PIXEL_FRAMES):\n"
+            "    print(fftlib.fft_library())\n")
+    env = {k: v for k, v in os.environ.items() if k != "VISUALMIC_FFT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    small, big = out.stdout.splitlines()
+    assert small == f"False cpu (numpy; FFTs: scipy {scipy.__version__} (pocketfft))"
+    assert big == ("torch" if torch.backends.mkl.is_available() else "scipy")
 
 
 def test_unknown_fft_library_is_a_one_line_error(fft_library):

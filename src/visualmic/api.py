@@ -31,7 +31,7 @@ from .config import AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, RecoverOptions, c
 from .drift import ShiftEstimator, shift_spectrum
 from .engine import default_chunk_frames, map_ordered, measuring_threads, stack_chunks, stream_frames
 from .errors import InputError
-from .fftlib import limited_fft_threads
+from .fftlib import limited_fft_threads, planned_work
 from .frames import check_roi, prepared_shape
 from .motion import (
     BandReference,
@@ -536,64 +536,67 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     if highpass_hz >= fps / 2:
         raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
 
-    device = resolve_device(opts.device)
-    if device is not None and (client is not None or opts.method != "phase"):
-        if opts.device != "auto":
-            notes.append(f"--device {opts.device} is not used " + ("by cluster workers (they measure on their CPUs)"
-                         if client is not None else f"by --method {opts.method}"))
-        device = None
-    pyramid, prepared, measured = _measure(src, opts, roi, shape, progress, cache, client, device)
-    count = measured.shape[0]
-    if count < MIN_FRAMES:
-        raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
-    if not meta.frame_count_exact and meta.frame_count is not None and meta.frame_count != count:
-        notes.append(f"the header claims {meta.frame_count} frames; {count} decoded, and those were used")
-    if meta.duration_s and meta.fps and meta.duration_s - count / meta.fps > 2.0 / meta.fps:
-        warnings.append(f"the file ends early: the container announces {meta.duration_s:.3f} s, "
-                        f"{count / meta.fps:.3f} s decoded ({count} frames); truncated or damaged file?")
+    # Pixels times frames, for the FFT library's choice (see visualmic.fftlib.SMALL_JOB_PIXEL_FRAMES).
+    pixel_frames = None if meta.frame_count is None else float(meta.frame_count) * shape[0] * shape[1]
+    with planned_work(pixel_frames):
+        device = resolve_device(opts.device)
+        if device is not None and (client is not None or opts.method != "phase"):
+            if opts.device != "auto":
+                notes.append(f"--device {opts.device} is not used " + ("by cluster workers (they measure on their CPUs)"
+                             if client is not None else f"by --method {opts.method}"))
+            device = None
+        pyramid, prepared, measured = _measure(src, opts, roi, shape, progress, cache, client, device)
+        count = measured.shape[0]
+        if count < MIN_FRAMES:
+            raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
+        if not meta.frame_count_exact and meta.frame_count is not None and meta.frame_count != count:
+            notes.append(f"the header claims {meta.frame_count} frames; {count} decoded, and those were used")
+        if meta.duration_s and meta.fps and meta.duration_s - count / meta.fps > 2.0 / meta.fps:
+            warnings.append(f"the file ends early: the container announces {meta.duration_s:.3f} s, "
+                            f"{count / meta.fps:.3f} s decoded ({count} frames); truncated or damaged file?")
 
-    direction: float | None = None
-    grid, choice = 1, {}
-    if prepared is not None:
-        band_signals, direction, combo, displacement, grid, choice = _combine_channels(
-            measured, pyramid, prepared, fps=fps, highpass_hz=highpass_hz, opts=opts, notes=notes)
-    else:
-        band_signals = measured.T
-        combo = davis2014_combine(band_signals)
-        displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz, zero_phase=False)
-    repeated = int(np.count_nonzero(repeated_frames(measured)))
-    warnings += _codec_warnings(meta, repeated, count)
+        direction: float | None = None
+        grid, choice = 1, {}
+        if prepared is not None:
+            band_signals, direction, combo, displacement, grid, choice = _combine_channels(
+                measured, pyramid, prepared, fps=fps, highpass_hz=highpass_hz, opts=opts, notes=notes)
+        else:
+            band_signals = measured.T
+            combo = davis2014_combine(band_signals)
+            displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz, zero_phase=False)
+        repeated = int(np.count_nonzero(repeated_frames(measured)))
+        warnings += _codec_warnings(meta, repeated, count)
 
-    sound, kept, denoise_notes = _denoise(displacement, fps=fps, opts=opts, noise_floor_px=combo.noise_floor_px)
-    audio, rate_hz, rate_notes = _at_output_rate(sound, fps=fps, opts=opts)
-    return Recovery(
-        audio=audio,
-        rate_hz=rate_hz,
-        native_audio=normalize_peak(sound),
-        fps=fps,
-        fps_origin=fps_origin,
-        displacement_px=np.asarray(displacement, dtype=np.float64),
-        band_signals_px=band_signals,
-        band_weights=combo.weights,
-        band_lags=combo.lags,
-        band_noise_px=combo.noise_px,
-        bands=_channels(pyramid, grid),
-        direction_deg=direction,
-        noise_floor_px=combo.noise_floor_px,
-        frames=count,
-        frame_shape=shape,
-        meta=meta,
-        options=opts,
-        highpass_hz=highpass_hz,
-        wall_s=time.perf_counter() - started,
-        notes=notes + denoise_notes + rate_notes,
-        warnings=warnings,
-        kept_tones_hz=kept,
-        device=device_description(device),
-        region_grid=grid,
-        region_choice=choice,
-        repeated_frames=repeated,
-    )
+        sound, kept, denoise_notes = _denoise(displacement, fps=fps, opts=opts, noise_floor_px=combo.noise_floor_px)
+        audio, rate_hz, rate_notes = _at_output_rate(sound, fps=fps, opts=opts)
+        return Recovery(
+            audio=audio,
+            rate_hz=rate_hz,
+            native_audio=normalize_peak(sound),
+            fps=fps,
+            fps_origin=fps_origin,
+            displacement_px=np.asarray(displacement, dtype=np.float64),
+            band_signals_px=band_signals,
+            band_weights=combo.weights,
+            band_lags=combo.lags,
+            band_noise_px=combo.noise_px,
+            bands=_channels(pyramid, grid),
+            direction_deg=direction,
+            noise_floor_px=combo.noise_floor_px,
+            frames=count,
+            frame_shape=shape,
+            meta=meta,
+            options=opts,
+            highpass_hz=highpass_hz,
+            wall_s=time.perf_counter() - started,
+            notes=notes + denoise_notes + rate_notes,
+            warnings=warnings,
+            kept_tones_hz=kept,
+            device=device_description(device),
+            region_grid=grid,
+            region_choice=choice,
+            repeated_frames=repeated,
+        )
 
 
 def _codec_warnings(meta: Meta, repeated: int, count: int) -> list[str]:

@@ -13,7 +13,8 @@ without a copy), and the rest of the work is unchanged.
 ``VISUALMIC_FFT=scipy`` (or ``torch``) forces the choice; ``auto`` (the default)
 takes torch only when it has MKL (ARM builds of torch use pocketfft, no faster
 than scipy's) and is importable. Importing torch takes about a second, once per
-process. With torch, the number of FFT threads is torch's own
+process: a recovery too small to win that back (:data:`SMALL_JOB_PIXEL_FRAMES`)
+keeps scipy's FFTs unless torch is already imported. With torch, the number of FFT threads is torch's own
 (``torch.set_num_threads``, ``OMP_NUM_THREADS``), limited during a recovery by
 its ``threads`` option (:func:`limited_fft_threads`); ``workers`` applies to scipy.
 """
@@ -24,6 +25,7 @@ import contextlib
 import functools
 import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,14 +33,55 @@ import scipy.fft
 
 from .errors import InputError
 
-__all__ = ["fft_library", "fft_description", "rfft2", "fft2", "ifft2", "limited_fft_threads"]
+__all__ = ["fft_library", "fft_description", "planned_work", "rfft2", "fft2", "ifft2", "limited_fft_threads"]
 
 LIBRARIES = ("auto", "scipy", "torch")
 
 
+SMALL_JOB_PIXEL_FRAMES = 6e8
+"""Below this many pixels times frames, a recovery keeps scipy's FFTs unless torch is already
+imported: importing torch takes about a second, and MKL's faster FFTs save less than that on a
+job this small (measured, two cores: 0.49 ms per 512² frame, so about 2,200 such frames to break
+even, and about 600 million pixel-frames from 128² to 704²; from the command line, 1,200 frames of
+512² took 3.8 s with torch's FFTs and 2.8 s with scipy's)."""
+
+_planned_pixel_frames: float | None = None
+
+
+@contextlib.contextmanager
+def planned_work(pixel_frames: float | None) -> Iterator[None]:
+    """Within the block, :func:`fft_library` knows the job's size (pixels times frames; None: unknown).
+
+    Examples
+    --------
+    >>> with planned_work(1e6):  # a small job: scipy's FFTs unless torch is already imported
+    ...     fft_library() in ("scipy", "torch")
+    True
+    """
+    global _planned_pixel_frames
+    before, _planned_pixel_frames = _planned_pixel_frames, pixel_frames
+    try:
+        yield
+    finally:
+        _planned_pixel_frames = before
+
+
 @functools.cache
+def _torch_has_mkl() -> bool | None:
+    """Whether torch computes its FFTs with MKL (None: torch is not installed). Imports torch."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return bool(torch.backends.mkl.is_available())
+
+
 def fft_library() -> str:
-    """``"torch"`` or ``"scipy"``: the library that computes the pyramid's FFTs in this process.
+    """``"torch"`` or ``"scipy"``: the library that computes the pyramid's FFTs now.
+
+    ``VISUALMIC_FFT`` decides if set; ``auto`` takes torch where it has MKL, except
+    for a job planned smaller than :data:`SMALL_JOB_PIXEL_FRAMES` (see
+    :func:`planned_work`) while torch is not imported yet.
 
     Raises
     ------
@@ -55,13 +98,15 @@ def fft_library() -> str:
         raise InputError(f"VISUALMIC_FFT={wanted!r}: choose one of {', '.join(LIBRARIES)}")
     if wanted == "scipy":
         return "scipy"
-    if importlib.util.find_spec("torch") is None:
+    small = _planned_pixel_frames is not None and _planned_pixel_frames < SMALL_JOB_PIXEL_FRAMES
+    if wanted == "auto" and small and "torch" not in sys.modules:
+        return "scipy"
+    mkl = _torch_has_mkl()
+    if mkl is None:
         if wanted == "torch":
             raise InputError("VISUALMIC_FFT=torch, but torch is not installed")
         return "scipy"
-    import torch
-
-    return "torch" if wanted == "torch" or torch.backends.mkl.is_available() else "scipy"
+    return "torch" if wanted == "torch" or mkl else "scipy"
 
 
 def fft_description() -> str:
