@@ -536,9 +536,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     if highpass_hz >= fps / 2:
         raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
 
-    # Pixels times frames, for the FFT library's choice (see visualmic.fftlib.SMALL_JOB_PIXEL_FRAMES).
-    pixel_frames = None if meta.frame_count is None else float(meta.frame_count) * shape[0] * shape[1]
-    with planned_work(pixel_frames):
+    with planned_work(_pixel_frames(meta, shape)):
         device = resolve_device(opts.device)
         if device is not None and (client is not None or opts.method != "phase"):
             if opts.device != "auto":
@@ -597,6 +595,12 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
             region_choice=choice,
             repeated_frames=repeated,
         )
+
+
+def _pixel_frames(meta: Meta, shape: tuple[int, int]) -> float | None:
+    """Pixels times frames of a job (None: the frame count is unknown), for the FFT library's choice
+    (see :data:`visualmic.fftlib.SMALL_JOB_PIXEL_FRAMES`)."""
+    return None if meta.frame_count is None else float(meta.frame_count) * shape[0] * shape[1]
 
 
 def _codec_warnings(meta: Meta, repeated: int, count: int) -> list[str]:
@@ -821,10 +825,11 @@ def vibration_map(
             cells = CellMotion(pyramid, references, cell_px=cell_px)
             return cells, cells.displacement, None
 
-        _, cells, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare)
-        dft = RunningDFT(frequencies, fps=fps, shape=(*cells.grid, 2))
-        for first, displacement in chunks:
-            dft.add(displacement, first=first)
+        with planned_work(_pixel_frames(meta, shape)):
+            _, cells, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare)
+            dft = RunningDFT(frequencies, fps=fps, shape=(*cells.grid, 2))
+            for first, displacement in chunks:
+                dft.add(displacement, first=first)
         if dft.count < MIN_FRAMES:
             raise InputError(f"{meta.path}: {dft.count} frames decoded; at least {MIN_FRAMES} are needed")
         first_frame = next(stream_frames(src, chunk_frames=1, roi=roi, downsample=opts.downsample, stop=1))[1][0]
