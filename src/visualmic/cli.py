@@ -364,13 +364,19 @@ def _parse_size(text: str) -> tuple[int, int]:
               help="A light flickering at this frequency (lamps on 50 Hz mains: 100); bands on a rolling shutter.")
 @click.option("--flicker-depth", type=float, default=0.2, show_default=True,
               help="Relative depth of the flicker.")
+@click.option("--drift", "drift_px", type=float, default=0.0, show_default=True,
+              help="The camera creeps this many pixels along --direction and back over the clip (slow, not sound).")
+@click.option("--view", default=None, metavar="WxH",
+              help="The camera sees only the central WxH of the --size surface: texture leaves and enters the view "
+                   "as it drifts (rigid, global shutter).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 @_friendly
 def synth_command(audio: str, output: Path, fps: float, duration_s: float, size: str, texture: str, mode: str,
                   amplitude_px: float, direction_deg: float, read_noise: float, shot_noise: float, bit_depth: str,
                   codec: str | None, quality: int | None, rolling_shutter: bool, line_delay_s: float | None,
-                  exposure_s: float, flicker_hz: float, flicker_depth: float, seed: int, quiet: bool) -> None:
+                  exposure_s: float, flicker_hz: float, flicker_depth: float, drift_px: float, view: str | None,
+                  seed: int, quiet: bool) -> None:
     """Render a video of a textured surface moving with AUDIO.
 
     AUDIO is a sound file, 'speech' (4 s of bundled real speech), 'melody' or
@@ -402,13 +408,25 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
     signal = _load_audio(audio, fps=audio_rate, duration_s=duration_s)
     camera = Camera(read_noise=read_noise, shot_noise=shot_noise, bit_depth=int(bit_depth))
     image = None if texture == "procedural" else load_texture(texture, rows_cols)
+    if not math.isfinite(drift_px):
+        raise InputError(f"drift must be a number of pixels, got {drift_px:g}")
+    sound_px = scaled_to_peak(signal, amplitude_px)
+    creep_px = 0.0
+    if drift_px:
+        if shutter:
+            raise InputError("--drift is for a global shutter (not with --rolling-shutter)")
+        # There and back over the clip: slow, far below the audio band.
+        creep_px = drift_px * np.sin(np.pi * np.arange(sound_px.size) / max(sound_px.size - 1, 1)) ** 2
+    motion_px = sound_px + creep_px
     try:
-        scene = make_scene(signal, fps=fps, size=rows_cols, amplitude_px=amplitude_px, direction_deg=direction_deg,
-                           mode=mode, camera=camera, texture=image, seed=seed, rolling_shutter=shutter,
-                           audio_rate_hz=audio_rate if shutter else None, flicker_hz=flicker_hz,
-                           flicker_depth=flicker_depth)
+        scene = make_scene(motion_px, fps=fps, size=rows_cols, amplitude_px=float(np.abs(motion_px).max()),
+                           direction_deg=direction_deg, mode=mode, camera=camera, texture=image, seed=seed,
+                           rolling_shutter=shutter, audio_rate_hz=audio_rate if shutter else None,
+                           flicker_hz=flicker_hz, flicker_depth=flicker_depth,
+                           view=None if view is None else _parse_size(view))
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    frame_rows, frame_cols = scene.view or rows_cols
     count = write_video(output, scene.frames(), fps=fps, codec=codec, quality=quality,
                         frame_count=scene.displacement_px.size)
     problem = rate_storage_problem(container_format(output), fps)
@@ -423,7 +441,8 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
                                      exposure_s)
         write_wav(truth_path, truth, rate_hz=int(audio_rate), subtype="FLOAT")
     else:
-        write_wav(truth_path, scene.displacement_px / amplitude_px, rate_hz=int(round(fps)), subtype="FLOAT")
+        sound = scene.displacement_px - creep_px  # the sound's motion: the camera's creep is not sound
+        write_wav(truth_path, sound / amplitude_px, rate_hz=int(round(fps)), subtype="FLOAT")
     if shutter:  # up to 4 kHz, below half the line rate and the exposure's -3 dB point
         top = min(4000.0, 0.48 / line_delay_s, 0.44 / exposure_s if exposure_s > 0 else np.inf)
         band = (80.0, top)
@@ -436,7 +455,9 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
         "truth_scale_px": amplitude_px,
         "frames": count,
         "fps": fps,
-        "size": {"width": rows_cols[1], "height": rows_cols[0]},
+        "size": {"width": frame_cols, "height": frame_rows},
+        "surface": {"width": rows_cols[1], "height": rows_cols[0]},
+        "drift_px": drift_px,
         "texture": texture,
         "mode": mode,
         "amplitude_px": amplitude_px,
