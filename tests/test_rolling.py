@@ -64,6 +64,20 @@ def test_melody_waveform_matches_the_truth():
     assert r >= 0.95, r
 
 
+def test_a_creeping_camera_costs_the_rolling_shutter_little():
+    """The camera creeps 2 px and back over 2 s at 60 fps: each chunk is measured against the reference
+    moved to where it drifted, the reference itself averaged from aligned frames, and the creep taken
+    out of the rows before the gaps are filled. Measured: 7.8 dB against 10.8 held still; -0.3 dB
+    before (rows measured against a fixed reference, the gaps filled with the creep in them)."""
+    t = np.arange(int(2 * AUDIO_RATE)) / AUDIO_RATE
+    sound = 0.05 * scaled_to_peak(melody(2.0, rate_hz=AUDIO_RATE, seed=3), 1.0)
+    creeping = sound + 2.0 * np.sin(np.pi * t / t[-1]) ** 2
+    scene = _scene(creeping, amplitude_px=float(np.abs(creeping).max()))
+    rec = recover_rolling(np.concatenate(list(scene.frames())), fps=FPS, line_delay_s=40e-6)
+    truth = exposed_displacement(sound, AUDIO_RATE, t, 0.0)
+    assert evaluate(rec.audio, rec.rate_hz, truth, AUDIO_RATE, band_hz=(150, 2000)).snr_db > 6
+
+
 def test_rolling_recovery_through_the_command_line(tmp_path):
     video = tmp_path / "rs.mov"
     result = CliRunner().invoke(main, ["synth", "tone:700", "-o", str(video), "--fps", "60", "--size", "200x240",

@@ -43,12 +43,14 @@ from .motion import (
 )
 from .pyramid import SteerablePyramid, choose_scales, wraps_smoothly
 from .rolling import (
-    RowMotion,
+    DriftingRowMotion,
     RowTiming,
+    aligned_mean,
     estimate_line_delay,
     fill_gaps,
     place_on_grid,
     remove_row_offsets,
+    remove_slow_drift,
     usable_band_hz,
 )
 from .gpu import TorchPhaseSums, device_description, resolve_device
@@ -1212,7 +1214,7 @@ def recover_rolling(
         blocks = [block for _, block in frames(0, reference_frames, "reference")]
         if not blocks:
             raise InputError(f"{meta.path}: no frame could be decoded")
-        motion = RowMotion(np.concatenate(blocks).mean(axis=0))
+        motion = DriftingRowMotion(aligned_mean(np.concatenate(blocks)))
         usable = np.isfinite(motion.noise_gain)
         if not usable.any():
             raise InputError(f"{meta.path}: the rows have no horizontal texture: their horizontal motion cannot be "
@@ -1232,6 +1234,8 @@ def recover_rolling(
         warnings += _codec_warnings(meta, repeated, rows.shape[0])
         rows[:, ~usable] = np.nan
         rows = remove_row_offsets(rows, per_frame=frame_offsets)
+        if not frame_offsets:  # a camera's slow creep out before the gaps are filled (far below the band)
+            rows = remove_slow_drift(rows, fps=capture_fps, cutoff_hz=min(capture_fps / 12, max(highpass_hz, 1.0) / 4))
         neighbours = np.diff(rows, axis=1)
         noise_floor = float(np.sqrt(np.nanmedian(neighbours**2) / 2 / 0.4549))  # median of chi2(1) = 0.4549
         top = usable_band_hz(rate_hz=grid_rate_hz, line_delay_s=timing.line_delay_s, exposure_s=timing.exposure_s)

@@ -35,10 +35,15 @@ import numpy as np
 import scipy.interpolate
 import scipy.signal
 
+from .drift import ShiftEstimator, shift_spectrum
+
 __all__ = [
     "RowTiming",
     "RowMotion",
+    "DriftingRowMotion",
+    "aligned_mean",
     "remove_row_offsets",
+    "remove_slow_drift",
     "place_on_grid",
     "fill_gaps",
     "usable_band_hz",
@@ -182,6 +187,108 @@ class RowMotion:
         gain, shift = np.einsum("nrx,krx->knr", np.asarray(frames, dtype=np.float32), self._weights,
                                 dtype=np.float64)
         return -shift / np.where(np.abs(gain) > 1e-6, gain, np.nan)
+
+
+class DriftingRowMotion:
+    """:class:`RowMotion` that follows slow drift of the camera, chunk by chunk.
+
+    Each row is measured against its reference row, a fit linear in a fraction of
+    a pixel: a camera creeping by half a pixel would already cost several dB, by
+    two the sound (measured: 10.8, 7.1 and -0.3 dB at 0, 0.5 and 2 px). Each
+    chunk's mean frame is therefore compared with the reference image as in
+    :mod:`visualmic.drift` (its lowest spatial frequencies, windowed); a chunk
+    that moved is measured against the reference moved by as much, in both
+    directions (rows that drifted vertically meet their own texture again), and
+    the horizontal part of the shift is added back. Chunks stay independent.
+
+    Parameters
+    ----------
+    reference : ndarray
+        ``(rows, cols)`` reference image (the mean of many frames).
+
+    Examples
+    --------
+    >>> from visualmic.synth import procedural_texture
+    >>> ref = procedural_texture((64, 64), seed=0)
+    >>> moved = np.roll(ref, 2, axis=1)[None]  # the camera crept 2 px: every row moved by +2
+    >>> d = DriftingRowMotion(ref).displacement(moved)
+    >>> bool(np.allclose(d, 2.0, atol=0.01))
+    True
+    """
+
+    def __init__(self, reference: np.ndarray) -> None:
+        self.reference = np.asarray(reference, dtype=np.float64)
+        self.still = RowMotion(self.reference)
+        self._spectrum = np.fft.rfft2(self.reference)
+        self._estimate_shift = ShiftEstimator(self._spectrum, self.reference.shape)
+
+    @property
+    def noise_gain(self) -> np.ndarray:
+        """The reference's :attr:`RowMotion.noise_gain`."""
+        return self.still.noise_gain
+
+    def displacement(self, frames: np.ndarray) -> np.ndarray:
+        """``(frames, rows)`` horizontal displacement of every row, pixels, drift included."""
+        frames = np.asarray(frames, dtype=np.float32)
+        shift = self._estimate_shift(np.fft.rfft2(frames.mean(axis=0))[None])
+        if shift is None:
+            return self.still.displacement(frames)
+        shape = self.reference.shape
+        moved = np.fft.irfft2(shift_spectrum(self._spectrum, -shift, shape), s=shape)  # the reference, moved by shift
+        return RowMotion(moved).displacement(frames) + shift[1]
+
+
+def aligned_mean(frames: np.ndarray) -> np.ndarray:
+    """The mean of ``frames``, each first moved back by its own shift from their plain mean (see
+    :mod:`visualmic.drift`; frames that did not move are taken as they are).
+
+    A reference averaged over a second of a camera creeping by half a pixel would be blurred by as
+    much: its rows would measure the sound with less gain and more noise.
+
+    Examples
+    --------
+    >>> from visualmic.synth import procedural_texture
+    >>> ref = procedural_texture((64, 64), seed=0)
+    >>> frames = np.stack([np.roll(ref, k, axis=1) for k in (-1, 0, 1)])  # a creep over the reference
+    >>> error = lambda image: float(np.abs(image - ref).max() / np.ptp(ref))
+    >>> round(error(frames.mean(axis=0)), 3), round(error(aligned_mean(frames)), 3)  # plain mean: blurred
+    (0.078, 0.001)
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    spectra = np.fft.rfft2(frames)
+    estimate_shift = ShiftEstimator(spectra.mean(axis=0), frames.shape[1:])
+    moved_back = []
+    for spectrum in spectra:
+        shift = estimate_shift(spectrum[None])
+        moved_back.append(spectrum if shift is None else shift_spectrum(spectrum, shift, frames.shape[1:]))
+    return np.fft.irfft2(np.mean(moved_back, axis=0), s=frames.shape[1:])
+
+
+def remove_slow_drift(displacement: np.ndarray, *, fps: float, cutoff_hz: float) -> np.ndarray:
+    """Subtract from every row the frames' common slow motion: their mean over rows, low-passed at
+    ``cutoff_hz`` (zero-phase), per frame.
+
+    A camera creeping by a fraction of a pixel is far below the sound's band, but the
+    frame delay's gaps are filled by autoregressive interpolation fitted to the rows, and a
+    slow motion a hundred times the sound's size dominates that fit (measured at 60 fps,
+    0.05 px of melody: 10.8 dB without drift, 7.2 dB with a 0.5 px creep, 10.0 dB once it
+    is taken out first).
+
+    Examples
+    --------
+    >>> frames = np.arange(100.0)
+    >>> rows = np.tile(0.01 * frames[:, None], (1, 4))  # all rows creeping together
+    >>> bool(np.abs(remove_slow_drift(rows, fps=60.0, cutoff_hz=5.0)).max() < 1e-3)
+    True
+    """
+    common = np.nanmean(displacement, axis=1)
+    known = np.isfinite(common)
+    if known.sum() < 16:
+        return displacement
+    common = np.interp(np.arange(common.size), np.flatnonzero(known), common[known])
+    sos = scipy.signal.butter(2, min(cutoff_hz, 0.4 * fps), fs=fps, output="sos")
+    slow = scipy.signal.sosfiltfilt(sos, common, padtype="odd", padlen=min(common.size - 1, 15))
+    return displacement - slow[:, None]
 
 
 def remove_row_offsets(displacement: np.ndarray, *, per_frame: bool = False) -> np.ndarray:
