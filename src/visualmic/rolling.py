@@ -9,11 +9,14 @@ the frame delay, when nothing is seen. So a 60 fps camera reading 300 rows at
 The stages, each a function here:
 
 1. :class:`RowMotion`: the horizontal displacement of every row against a
-   reference row (the mean of many frames), by weighted least squares on the
-   row's intensity gradient, with a brightness gain and an offset per row
-   (flicker and exposure changes do not leak into the motion).
+   reference row (the mean of many frames, :func:`aligned_mean`), by weighted
+   least squares on the row's intensity gradient, with a brightness gain and an
+   offset per row (flicker and exposure changes do not leak into the motion);
+   :class:`DriftingRowMotion` measures each chunk against the reference moved
+   to where a creeping camera took it.
 2. :func:`remove_row_offsets`: each row's constant offset (the reference is a
-   mean, so each row has its own zero) and, optionally, each frame's.
+   mean, so each row has its own zero) and, optionally, each frame's;
+   :func:`remove_slow_drift`: the frames' common slow motion.
 3. :func:`place_on_grid`: the rows' samples, uniform within a frame but offset
    by fractions of a line between frames, become a uniform signal at an audio
    rate (each frame's run low-passed, then interpolated at the grid's times);
