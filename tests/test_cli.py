@@ -59,7 +59,7 @@ def test_synth_then_recover_from_video(tmp_path):
 def test_synth_drift_over_a_larger_scene_then_recover(tmp_path):
     """`--drift` and `--view` render a camera creeping 5 px over a surface larger than its view; the truth
     is the sound alone, and the recovery comes within 3 dB of the sidecar's bound (measured: 18.2 dB
-    against 20.0). Either option where it cannot apply is a one-line error, exit 2."""
+    against 20.0). A view where it cannot apply is a one-line error, exit 2."""
     video = tmp_path / "d.npy"
     args = ["--fps", "2200", "--duration", "1.5", "--size", "144x144", "--view", "96x96", "--drift", "5",
             "--noise", "2", "--amplitude", "0.05", "--seed", "9", "-q"]
@@ -77,7 +77,7 @@ def test_synth_drift_over_a_larger_scene_then_recover(tmp_path):
     assert json.loads(result.stdout)["snr_db"] > sidecar["bound_snr_db"]["snr_db"] - 3
     for bad, message in ((["--view", "200x200"], "does not fit"),
                          (["--mode", "membrane", "--view", "64x64"], "rigidly"),
-                         (["--rolling-shutter", "--line-delay", "1e-6", "--drift", "2"], "global shutter")):
+                         (["--rolling-shutter", "--line-delay", "1e-6", "--view", "64x64"], "global shutter")):
         r = run("synth", "melody", "-o", tmp_path / "bad.npy", "--fps", "2200", "--duration", "0.2", *bad)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 

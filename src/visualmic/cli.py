@@ -412,10 +412,7 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
         raise InputError(f"drift must be a number of pixels, got {drift_px:g}")
     sound_px = scaled_to_peak(signal, amplitude_px)
     creep_px = 0.0
-    if drift_px:
-        if shutter:
-            raise InputError("--drift is for a global shutter (not with --rolling-shutter)")
-        # There and back over the clip: slow, far below the audio band.
+    if drift_px:  # there and back over the clip: slow, far below the audio band
         creep_px = drift_px * np.sin(np.pi * np.arange(sound_px.size) / max(sound_px.size - 1, 1)) ** 2
     motion_px = sound_px + creep_px
     try:
