@@ -55,7 +55,7 @@ import visualmic
 from visualmic.audio import highpass
 from visualmic.combine import davis2014_combine
 from visualmic.metrics import evaluate, snr_db
-from visualmic.synth import Camera, make_scene, melody, speech
+from visualmic.synth import Camera, creep, make_scene, melody, speech
 
 RESULTS = Path(__file__).parent / "results"
 FPS = 2200.0
@@ -132,9 +132,8 @@ def issue_scenes(seconds: float) -> list[dict]:
     from visualmic.outputs import write_video
 
     sound = melody(seconds, rate_hz=FPS, seed=41)
-    t = np.arange(sound.size) / FPS
-    drifting = 0.05 * sound / np.abs(sound).max() + 3.0 * np.sin(np.pi * t / t[-1]) ** 2  # px, back to 0
-    drifting_far = 0.05 * sound / np.abs(sound).max() + 5.0 * np.sin(np.pi * t / t[-1]) ** 2
+    drifting = 0.05 * sound / np.abs(sound).max() + creep(sound.size, 3.0)  # px, back to 0
+    drifting_far = 0.05 * sound / np.abs(sound).max() + creep(sound.size, 5.0)
     camera = Camera(read_noise=2.0)
     common = dict(fps=FPS, size=(128, 128), camera=camera)
     rigid = make_scene(sound, amplitude_px=0.05, seed=51, **common)

@@ -27,7 +27,9 @@ from visualmic.api import calibrate_line_delay, recover_rolling
 from visualmic.audio import highpass, normalize_peak, resample
 from visualmic.metrics import evaluate
 from visualmic.rolling import RowMotion, RowTiming, place_on_grid, remove_row_offsets
-from visualmic.synth import Camera, RollingShutter, exposed_displacement, make_scene, melody, scaled_to_peak, speech
+from visualmic.synth import (
+    Camera, RollingShutter, creep, exposed_displacement, make_scene, melody, scaled_to_peak, speech,
+)
 
 RESULTS = Path(__file__).parent / "results"
 AUDIO_RATE = 48000
@@ -80,10 +82,9 @@ def run(quick: bool) -> dict:
     rows_out = []
     for (line_delay, rows, exposure), name, creep_px in cases:
         signal = sounds[name]
-        creep = creep_px * np.sin(np.pi * np.arange(signal.size) / (signal.size - 1)) ** 2
         if creep_px:  # the sound at 0.05 px peak plus the creep (the truth below stays the sound)
             name = f"{name}, camera creeping {creep_px:g} px"
-        motion = 0.05 * scaled_to_peak(signal, 1.0) + creep
+        motion = 0.05 * scaled_to_peak(signal, 1.0) + creep(signal.size, creep_px)
         scene = make_scene(motion, fps=FPS, size=(rows, 256), amplitude_px=float(np.abs(motion).max()), seed=1,
                            camera=Camera(read_noise=1.0, bit_depth=8), audio_rate_hz=AUDIO_RATE,
                            rolling_shutter=RollingShutter(line_delay_s=line_delay, exposure_s=exposure))

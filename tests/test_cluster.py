@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import visualmic
 from visualmic.cli import main
-from visualmic.synth import make_scene, melody
+from visualmic.synth import creep, make_scene, melody
 
 distributed = pytest.importorskip("distributed", reason="Dask is not installed (pip install 'visualmic[cluster]')")
 
@@ -67,8 +67,7 @@ def test_cluster_follows_drift_as_one_process_does(scheduler, tmp_path):
     """Workers measure each chunk relative to where it drifted, as the single process does."""
     fps = 2200.0
     sound = melody(0.5, rate_hz=fps, seed=6)
-    t = np.arange(sound.size) / fps
-    audio = 0.05 * sound / np.abs(sound).max() + 2.0 * np.sin(np.pi * t / t[-1]) ** 2  # px: drifts 2 px and back
+    audio = 0.05 * sound / np.abs(sound).max() + creep(sound.size, 2.0)  # px: drifts 2 px and back
     scene = make_scene(audio, fps=fps, size=(64, 64), amplitude_px=float(np.abs(audio).max()), seed=9)
     path = tmp_path / "drift.npy"
     np.save(path, np.concatenate(list(scene.frames())))

@@ -5,7 +5,7 @@ import visualmic
 from visualmic.combine import combine_bands
 from visualmic.errors import InputError
 from visualmic.metrics import snr_db
-from visualmic.synth import Camera, make_scene, melody, speech
+from visualmic.synth import Camera, creep, make_scene, melody, speech
 
 BAND = (80.0, 1000.0)
 
@@ -201,8 +201,7 @@ def test_slow_drift_of_pixels_and_mains_flicker_cost_almost_nothing():
     measured relative to where it drifted, and the flicker does not leak into the sound."""
     fps = 2200.0
     sound = melody(1.5, rate_hz=fps, seed=6)
-    t = np.arange(sound.size) / fps
-    audio = 0.05 * sound / np.abs(sound).max() + 3.0 * np.sin(np.pi * t / t[-1]) ** 2  # px
+    audio = 0.05 * sound / np.abs(sound).max() + creep(sound.size, 3.0)  # px
     scene = make_scene(audio, fps=fps, size=(96, 96), amplitude_px=float(np.abs(audio).max()),
                        camera=Camera(read_noise=2.0), seed=9, flicker_hz=100.0, flicker_depth=0.1)
     rec = visualmic.recover(np.concatenate(list(scene.frames())), fps=fps)
@@ -218,8 +217,7 @@ def test_drift_over_a_larger_scene_is_followed():
     were, -13 dB.) The texture that wrapped round the edges of a moved chunk costs the rest."""
     fps = 2200.0
     sound = melody(1.5, rate_hz=fps, seed=6)
-    t = np.arange(sound.size) / fps
-    audio = 0.05 * sound / np.abs(sound).max() + 5.0 * np.sin(np.pi * t / t[-1]) ** 2  # px
+    audio = 0.05 * sound / np.abs(sound).max() + creep(sound.size, 5.0)  # px
     scene = make_scene(audio, fps=fps, size=(144, 144), view=(96, 96), amplitude_px=float(np.abs(audio).max()),
                        camera=Camera(read_noise=2.0), seed=9)
     rec = visualmic.recover(np.concatenate(list(scene.frames())), fps=fps)

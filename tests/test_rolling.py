@@ -13,7 +13,7 @@ from visualmic.api import calibrate_line_delay, recover_rolling
 from visualmic.cli import main
 from visualmic.metrics import evaluate
 from visualmic.rolling import RowTiming, fill_gaps, place_on_grid
-from visualmic.synth import Camera, RollingShutter, exposed_displacement, make_scene, melody, scaled_to_peak
+from visualmic.synth import Camera, RollingShutter, creep, exposed_displacement, make_scene, melody, scaled_to_peak
 
 AUDIO_RATE = 48000
 FPS = 60.0
@@ -71,7 +71,7 @@ def test_a_creeping_camera_costs_the_rolling_shutter_little():
     before (rows measured against a fixed reference, the gaps filled with the creep in them)."""
     t = np.arange(int(2 * AUDIO_RATE)) / AUDIO_RATE
     sound = 0.05 * scaled_to_peak(melody(2.0, rate_hz=AUDIO_RATE, seed=3), 1.0)
-    creeping = sound + 2.0 * np.sin(np.pi * t / t[-1]) ** 2
+    creeping = sound + creep(sound.size, 2.0)
     scene = _scene(creeping, amplitude_px=float(np.abs(creeping).max()))
     rec = recover_rolling(np.concatenate(list(scene.frames())), fps=FPS, line_delay_s=40e-6)
     truth = exposed_displacement(sound, AUDIO_RATE, t, 0.0)

@@ -30,6 +30,7 @@ from .sources.video import rate_storage_problem
 from .synth import (
     Camera,
     RollingShutter,
+    creep,
     exposed_displacement,
     load_texture,
     make_scene,
@@ -411,9 +412,7 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
     if not math.isfinite(drift_px):
         raise InputError(f"drift must be a number of pixels, got {drift_px:g}")
     sound_px = scaled_to_peak(signal, amplitude_px)
-    creep_px = 0.0
-    if drift_px:  # there and back over the clip: slow, far below the audio band
-        creep_px = drift_px * np.sin(np.pi * np.arange(sound_px.size) / max(sound_px.size - 1, 1)) ** 2
+    creep_px = creep(sound_px.size, drift_px)  # there and back over the clip
     motion_px = sound_px + creep_px
     try:
         scene = make_scene(motion_px, fps=fps, size=rows_cols, amplitude_px=float(np.abs(motion_px).max()),

@@ -25,6 +25,7 @@ __all__ = [
     "procedural_texture",
     "moving_frames",
     "mode_shape",
+    "creep",
     "central",
     "cramer_rao_variance",
     "cramer_rao_snr_db",
@@ -228,6 +229,18 @@ def moving_frames(
             power *= d
             frames += power * term
         yield frames
+
+
+def creep(samples: int, peak_px: float) -> np.ndarray:
+    """A camera creeping ``peak_px`` and back over ``samples`` samples: ``peak sin^2(pi k / (samples - 1))``,
+    slow, far below an audio band.
+
+    Examples
+    --------
+    >>> creep(5, 2.0).round(3).tolist()
+    [0.0, 1.0, 2.0, 1.0, 0.0]
+    """
+    return peak_px * np.sin(np.pi * np.arange(samples) / max(samples - 1, 1)) ** 2
 
 
 def central(values: np.ndarray, view: tuple[int, int]) -> np.ndarray:
