@@ -412,8 +412,7 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
     if not math.isfinite(drift_px):
         raise InputError(f"drift must be a number of pixels, got {drift_px:g}")
     sound_px = scaled_to_peak(signal, amplitude_px)
-    creep_px = creep(sound_px.size, drift_px)  # there and back over the clip
-    motion_px = sound_px + creep_px
+    motion_px = sound_px + creep(sound_px.size, drift_px)  # the camera's creep: there and back over the clip
     try:
         scene = make_scene(motion_px, fps=fps, size=rows_cols, amplitude_px=float(np.abs(motion_px).max()),
                            direction_deg=direction_deg, mode=mode, camera=camera, texture=image, seed=seed,
@@ -437,8 +436,8 @@ def synth_command(audio: str, output: Path, fps: float, duration_s: float, size:
                                      exposure_s)
         write_wav(truth_path, truth, rate_hz=int(audio_rate), subtype="FLOAT")
     else:
-        sound = scene.displacement_px - creep_px  # the sound's motion: the camera's creep is not sound
-        write_wav(truth_path, sound / amplitude_px, rate_hz=int(round(fps)), subtype="FLOAT")
+        # The sound's motion alone: the camera's creep is not sound.
+        write_wav(truth_path, sound_px / amplitude_px, rate_hz=int(round(fps)), subtype="FLOAT")
     if shutter:  # up to 4 kHz, below half the line rate and the exposure's -3 dB point
         top = min(4000.0, 0.48 / line_delay_s, 0.44 / exposure_s if exposure_s > 0 else np.inf)
         band = (80.0, top)
