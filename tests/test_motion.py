@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from visualmic.motion import (
@@ -44,7 +44,7 @@ def test_noise_covariance_matches_monte_carlo(shape, grid, merge):
 
 def _jacobian_gram_and_model(pyramid: SteerablePyramid, grid: int, merge: bool, direction: np.ndarray, seed: int):
     """J J^T of the measurement's Jacobian J (pixels to estimates, central differences pixel by
-    pixel) and the noise model, both scaled by the model's standard deviations."""
+    pixel, fourth order) and the noise model, both scaled by the model's standard deviations."""
     shape = pyramid.shape
     texture = procedural_texture(shape, seed=seed).astype(np.float64)
     prepared = prepare_references(pyramid, reference_bands(pyramid.bands(texture[None].astype(np.float32))),
@@ -58,9 +58,17 @@ def _jacobian_gram_and_model(pyramid: SteerablePyramid, grid: int, merge: bool, 
             sums, info = merge_regions(sums, fisher, grid * grid)
         return -(sums @ direction) / np.einsum("i,cij,j->c", direction, info, direction)
 
-    step = 0.05  # grey levels: central differences of a function linear to far below this
-    impulses = np.eye(texture.size).reshape(-1, *shape) * step
-    jacobian = (estimates(texture + impulses) - estimates(texture - impulses)).T / (2 * step)
+    # The measurement runs in float32: a difference over a small step is rounding (0.3 % of the Gram at
+    # 0.05 grey levels, enough to fail 1 random case in 80), over a large one it meets the phases'
+    # curvature. Fourth-order differences over steps of 0.1-0.175, averaged, keep both under 0.06 %
+    # (150 random cases; the simple difference at 0.05: up to 0.3 %).
+    unit = np.eye(texture.size).reshape(-1, *shape)
+
+    def difference(step: float) -> np.ndarray:
+        return (estimates(texture + step * unit) - estimates(texture - step * unit)).T
+
+    jacobian = np.mean([(8 * difference(h) - difference(2 * h)) / (12 * h) for h in (0.1, 0.125, 0.15, 0.175)],
+                       axis=0)
     model = band_noise_covariance(pyramid, prepared, direction, merge_regions=merge)
     scale = np.sqrt(np.outer(np.diag(model), np.diag(model)))
     return jacobian @ jacobian.T / scale, model / scale
@@ -81,6 +89,7 @@ def test_noise_covariance_of_several_scales_is_the_measurements_jacobian_gram(sh
 @settings(max_examples=8, deadline=None)
 @given(rows=st.integers(8, 28), cols=st.integers(8, 28), orientations=st.integers(1, 4), grid=st.integers(1, 3),
        merge=st.booleans(), angle=st.floats(0, np.pi), seed=st.integers(0, 100))
+@example(rows=24, cols=25, orientations=2, grid=3, merge=False, angle=1.0, seed=16)  # failed with simple differences
 def test_noise_covariance_is_the_jacobian_gram_for_any_frame_and_bands(rows, cols, orientations, grid, merge, angle,
                                                                        seed):
     """Odd and even sizes, 1 to 4 orientations, regions or not, any direction: the model is J J^T."""
