@@ -7,15 +7,17 @@ goals) it measures, in frames per second:
   band's cropped size, on all cores (the faster of two schedules: chunks in turn
   with every core in each FFT, or chunks in parallel threads with one core
   each), with the FFT library visualmic uses here
-  (:mod:`visualmic.fftlib`: MKL through torch where installed): no
-  implementation of the method can avoid this work; ``fft_floor_scipy`` the
-  same with scipy's pocketfft;
-* ``npy``: ``visualmic.recover`` end to end from a memory-mapped ``.npy``
-  (numba's fused kernel when installed, as by default); ``npy_scipy_fft`` the
-  same with scipy's FFTs (``VISUALMIC_FFT=scipy``);
-* ``npy_numpy_kernel``: the same with the numpy per-pixel path (``VISUALMIC_NUMBA=0``);
+  (:mod:`visualmic.fftlib`: MKL through torch where installed): no implementation
+  of the method that computes the bands of every frame can avoid this work (the
+  first-order path, :mod:`visualmic.linear`, computes none); ``fft_floor_scipy``
+  the same with scipy's pocketfft;
+* ``npy``: ``visualmic.recover`` end to end from a memory-mapped ``.npy``, as by
+  default (the motion, 0.05 px, is measured to first order); ``npy_phases`` the same
+  by the phase path (``VISUALMIC_LINEAR=0``, numba's fused kernel when installed);
+  ``npy_scipy_fft`` the phase path with scipy's FFTs (``VISUALMIC_FFT=scipy``);
+* ``npy_numpy_kernel``: the phase path with its numpy per-pixel work (``VISUALMIC_NUMBA=0``);
 * ``decode``: PyAV alone decoding the same frames from a lossless FFV1 file;
-* ``ffv1``: ``visualmic.recover`` end to end from that FFV1 file;
+* ``ffv1``: ``visualmic.recover`` end to end from that FFV1 file (``ffv1_phases``: by the phase path);
 * ``pyrtools_2014``: a plain implementation of the 2014 method on
   ``pyrtools.SteerablePyramidFreq`` (measured on fewer frames: it is slow);
 * ``npy_3x4``: the same with 3 scales x 4 orientations;
@@ -258,10 +260,15 @@ def main() -> None:
             # The goal's ratio: floor and recovery in turn (each the best of `repeats`), 3 pairs.
             floor_s, npy_s, npy_ratio = alternating(lambda: fastest_fft_floor(frames, chunk, repeats), recover_npy_s,
                                                     3)
-            scipy_fft_s = with_environment("VISUALMIC_FFT", "scipy", recover_npy_s)
-            numpy_kernel_s = with_environment("VISUALMIC_NUMBA", "0", recover_npy_s)
+            phases_s = with_environment("VISUALMIC_LINEAR", "0", recover_npy_s)
+            scipy_fft_s = with_environment("VISUALMIC_LINEAR", "0",
+                                           lambda: with_environment("VISUALMIC_FFT", "scipy", recover_npy_s))
+            numpy_kernel_s = with_environment("VISUALMIC_LINEAR", "0",
+                                              lambda: with_environment("VISUALMIC_NUMBA", "0", recover_npy_s))
             decode_s = best_of(lambda: decode_only(mkv), repeats)
             ffv1_s = best_of(lambda: visualmic.recover(mkv, **options), repeats)
+            ffv1_phases_s = with_environment("VISUALMIC_LINEAR", "0",
+                                             lambda: best_of(lambda: visualmic.recover(mkv, **options), repeats))
             cpu_bound = (cpu_seconds(lambda: decode_only(mkv)) + cpu_seconds(lambda: visualmic.recover(npy, **options))
                          ) / os.cpu_count() / decode_s
             ref_count = max(24, min(count, int(400 * (128 / size) ** 2)))
@@ -280,10 +287,12 @@ def main() -> None:
                     "fft_floor": count / floor_s,
                     "fft_floor_scipy": count / scipy_floor_s,
                     "npy": count / npy_s,
+                    "npy_phases": count / phases_s,
                     "npy_scipy_fft": count / scipy_fft_s,
                     "npy_numpy_kernel": count / numpy_kernel_s,
                     "decode": count / decode_s,
                     "ffv1": count / ffv1_s,
+                    "ffv1_phases": count / ffv1_phases_s,
                     "pyrtools_2014": count / ref_s,
                     "npy_3x4": count / many_s,
                     "npy_1_thread": count / single_s,
@@ -293,12 +302,15 @@ def main() -> None:
                 },
                 "ratios": {
                     "npy_over_floor_time": npy_ratio,
+                    "npy_phases_over_floor_time": phases_s / floor_s,
+                    "first_order_speedup": phases_s / npy_s,
                     "npy_over_scipy_floor_time": npy_s / scipy_floor_s,
                     "npy_scipy_fft_over_scipy_floor_time": scipy_fft_s / scipy_floor_s,
-                    "fft_library_speedup": scipy_fft_s / npy_s,
+                    "fft_library_speedup": scipy_fft_s / phases_s,
                     "ffv1_over_decode_time": ffv1_s / decode_s,
+                    "ffv1_phases_over_decode_time": ffv1_phases_s / decode_s,
                     "ffv1_cpu_bound": cpu_bound,
-                    "fused_kernel_speedup": numpy_kernel_s / npy_s,
+                    "fused_kernel_speedup": numpy_kernel_s / phases_s,
                     "speedup_over_pyrtools_2014": ref_s / npy_s,
                     "all_cores_speedup": single_s / npy_s,
                 },
@@ -317,10 +329,11 @@ def main() -> None:
             f, r = row["fps"], row["ratios"]
             print(
                 f"{size:4d}²  floor {f['fft_floor']:8.0f} (scipy {f['fft_floor_scipy']:7.0f})  npy {f['npy']:8.0f} "
-                f"(scipy FFTs {f['npy_scipy_fft']:7.0f})  decode {f['decode']:8.0f}  "
-                f"ffv1 {f['ffv1']:8.0f}  2014/pyrtools {f['pyrtools_2014']:7.1f}  3x4 {f['npy_3x4']:7.0f}  "
+                f"(phases {f['npy_phases']:7.0f}, scipy FFTs {f['npy_scipy_fft']:7.0f})  decode {f['decode']:8.0f}  "
+                f"ffv1 {f['ffv1']:8.0f} (phases {f['ffv1_phases']:7.0f})  2014/pyrtools {f['pyrtools_2014']:7.1f}  "
+                f"3x4 {f['npy_3x4']:7.0f}  "
                 f"1 thread {f['npy_1_thread']:7.0f}  dask 2 {f['dask_2_workers']:7.0f}  rolling {f['rolling']:7.0f}  "
-                f"numpy kernel {f['npy_numpy_kernel']:7.0f}  "
+                f"phases' numpy kernel {f['npy_numpy_kernel']:7.0f}  "
                 + "".join(f"{name} {f[name]:7.0f}  " for name in on_devices) + "fr/s | "
                 f"npy/floor {r['npy_over_floor_time']:.2f}x"
                 + (f" ({r['npy_over_floor_time_long']:.2f}x on {row['long_frames']} frames)"

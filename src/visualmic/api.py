@@ -9,6 +9,7 @@ into sound. Nothing here computes; everything here decides what to compute.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import __version__
 from .audio import (
@@ -33,6 +35,7 @@ from .engine import default_chunk_frames, map_ordered, measuring_threads, stack_
 from .errors import InputError
 from .fftlib import limited_fft_threads, planned_work
 from .frames import check_roi, prepared_shape
+from .linear import CHUNK_BYTES, LinearSums
 from .motion import (
     BandReference,
     band_noise_covariance,
@@ -103,6 +106,10 @@ class Recovery:
     repeated_frames : int
         Frames that measured exactly as the one before: a codec copied them,
         keeping no motion (see :mod:`visualmic.codec`).
+    chunks_measured_by : dict
+        How many chunks of frames this process measured to first order (``"first_order"``,
+        :mod:`visualmic.linear`) and by their phases (``"phases"``); empty where the phase path
+        was the only one (a device, the 2014 recipe) or a cluster's workers measured them.
     """
 
     audio: np.ndarray
@@ -131,6 +138,7 @@ class Recovery:
     region_grid: int = 1
     region_choice: dict = field(default_factory=dict)
     repeated_frames: int = 0
+    chunks_measured_by: dict = field(default_factory=dict)
 
     @property
     def region_weights(self) -> np.ndarray:
@@ -184,6 +192,7 @@ class Recovery:
             "estimated_snr_db": None if not np.isfinite(self.estimated_snr_db) else self.estimated_snr_db,
             "estimated_snr_is_upper_bound": bool(self.meta.lossy),
             "repeated_frames": self.repeated_frames,
+            "chunks_measured_by": self.chunks_measured_by,
             "wall_s": self.wall_s,
             "frames_per_s": self.frames / self.wall_s if self.wall_s > 0 else None,
             "device": self.device,
@@ -350,27 +359,27 @@ MeasureFrames = Callable[[np.ndarray], np.ndarray]
 
 def _stream_measurements(
     src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
-    prepare: Callable[[SteerablePyramid, list[np.ndarray], np.ndarray], tuple[S, Measure, MeasureFrames | None]],
+    prepare: Callable[[SteerablePyramid, list[np.ndarray], np.ndarray, np.ndarray],
+                      tuple[S, Measure, MeasureFrames | None, float | None]],
     cache: ChunkCache | None = None, client: Any = None, device: str | None = None,
 ) -> tuple[SteerablePyramid, S, Iterator[tuple[int, np.ndarray]]]:
     """Stream every frame through the pyramid and a measurement of its bands.
 
     The reference is the mean of the first ``opts.reference_frames`` frames'
     bands (the 2014 recipe: frame 0 alone), computed as the bands of their mean
-    frame; ``prepare(pyramid, references, frame_spectrum)`` (that frame's own rfft2,
-    see :mod:`visualmic.drift`) returns what the caller keeps of it, the function
-    measuring a chunk's bands, and optionally one measuring a chunk of frames on its
-    own (the GPU backend: frames go to the device whole; None: the pyramid's bands,
-    then the first). Returns the pyramid, that state, and ``(first_frame,
+    frame; ``prepare(pyramid, references, mean_frame, frame_spectrum)`` (that frame and
+    its own rfft2, see :mod:`visualmic.drift`) returns what the caller keeps of it, the
+    function measuring a chunk's bands, optionally one measuring a chunk of frames on its
+    own (the GPU backend: frames go to the device whole; :mod:`visualmic.linear`; None:
+    the pyramid's bands, then the first), and the bytes of float32 frames a chunk should
+    hold (None: the default's). Returns the pyramid, that state, and ``(first_frame,
     measurement)`` of every chunk in order, computed lazily on all threads. With a
     ``cache``, chunks measured by an earlier, interrupted run are reused and the
     frames after them only are read; every new chunk is saved as soon as it is
     known. With a Dask ``client``, the frames are measured by the cluster's
     workers, each reading its own range of the file.
     """
-    # A device (see visualmic.gpu) takes large chunks; the CPU's balance per-chunk overhead and cache.
-    chunk = opts.chunk_frames or (default_chunk_frames(shape, target_bytes=64e6, most=512) if device
-                                  else default_chunk_frames(shape))
+    chunk = opts.chunk_frames or default_chunk_frames(shape)
 
     def frames(start: int, stop: int | None, label: str):
         # Frames stay in their stored type until the pyramid's transform converts them (less memory traffic).
@@ -394,7 +403,11 @@ def _stream_measurements(
     frame_spectrum = pyramid.frame_spectrum(mean_frame)
     reference_spectrum = pyramid.periodic_spectrum(frame_spectrum.copy(), mean_frame)
     references = [band[0] for band in pyramid.bands_of_spectrum(reference_spectrum)]
-    state, measure, measure_frames = prepare(pyramid, references, frame_spectrum[0])
+    state, measure, measure_frames, chunk_bytes = prepare(pyramid, references, mean_frame[0], frame_spectrum[0])
+    # A device (see visualmic.gpu) takes large chunks; the CPU's balance per-chunk overhead and cache.
+    if not opts.chunk_frames and (device or chunk_bytes):
+        chunk = (default_chunk_frames(shape, target_bytes=64e6, most=512) if device
+                 else default_chunk_frames(shape, target_bytes=chunk_bytes))
     if measure_frames is None:
         measure_frames = lambda chunk_frames: measure(pyramid.bands(chunk_frames))  # noqa: E731
 
@@ -444,21 +457,28 @@ def _on_cluster(client: Any, src: FrameSource, opts: RecoverOptions, roi: tuple[
 def _measure(
     src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
     cache: ChunkCache | None = None, client: Any = None, device: str | None = None,
-) -> tuple[SteerablePyramid, list[BandReference] | None, np.ndarray]:
-    """The pyramid, the prepared references (None for the 2014 recipe) and the per-frame
+) -> tuple[SteerablePyramid, list[BandReference] | None, np.ndarray, dict[str, int]]:
+    """The pyramid, the prepared references (None for the 2014 recipe), the per-frame
     measurements: ``(frames, channels, 2)`` normal-equation sums (channels: band x region),
-    or ``(frames, bands)`` 2014 band signals. ``device``: a torch device for the phase
-    method's chunks (see :mod:`visualmic.gpu`), None for numpy."""
+    or ``(frames, bands)`` 2014 band signals, and how many chunks this process measured by
+    each path (see :class:`Recovery`). ``device``: a torch device for the phase method's
+    chunks (see :mod:`visualmic.gpu`), None for numpy."""
+    counts = _ChunkCounts()
 
-    def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], frame_spectrum: np.ndarray):
+    def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], mean_frame: np.ndarray,
+                frame_spectrum: np.ndarray):
         if opts.method == "davis2014":
-            return None, lambda bands: davis2014_band_signals(bands, references), None
+            return None, lambda bands: davis2014_band_signals(bands, references), None, None
         prepared = prepare_references(pyramid, references, border_px=opts.border_px,
                                       grid=opts.measurement_grid(shape))
         estimate_shift = ShiftEstimator(frame_spectrum, pyramid.shape)
-        on_frames = (TorchPhaseSums(pyramid, prepared, device, estimate_shift) if device
-                     else _drift_following(pyramid, prepared, estimate_shift))
-        return prepared, lambda bands: phase_gradient_sums(bands, prepared), on_frames
+        measure = lambda bands: phase_gradient_sums(bands, prepared)  # noqa: E731
+        if device:
+            return prepared, measure, TorchPhaseSums(pyramid, prepared, device, estimate_shift), None
+        linear = LinearSums.when_faster(pyramid, prepared, mean_frame)
+        # A cluster's workers measure copies of the function: they could not count here.
+        on_frames = _drift_following(pyramid, prepared, estimate_shift, linear, None if client else counts)
+        return prepared, measure, on_frames, CHUNK_BYTES if linear else None
 
     # float32 halves the one array that grows with the video: the phase method's sums have noise far above
     # float32's steps (benchmarks/quality.py unchanged); the 2014 recipe's A²-weighted phases carry large
@@ -466,20 +486,49 @@ def _measure(
     dtype = np.float64 if opts.method == "davis2014" else np.float32
     # The chunks (measured lazily, inside stack_chunks) run on parallel threads, each FFT on one of them as
     # scipy's are (torch's would otherwise spread over every core from every thread, and beside a video's
-    # decoder take 1.4x as long); a device's run one at a time, with the threads asked for.
-    with limited_fft_threads(opts.threads if device else 1):
+    # decoder take 1.4x as long); a device's run one at a time, with the threads asked for. The first-order
+    # path's matrix products likewise take one core each (OpenBLAS's own threads, beside the chunks' threads,
+    # made a 512² recovery 1.4x slower).
+    with limited_fft_threads(opts.threads if device else 1), threadpool_limits(None if device else 1, "blas"):
         pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
                                                          device)
-        return pyramid, prepared, stack_chunks((measured for _, measured in chunks),
-                                               expected_rows=src.meta.frame_count, dtype=dtype)
+        measured = stack_chunks((measured for _, measured in chunks), expected_rows=src.meta.frame_count,
+                                dtype=dtype)
+        return pyramid, prepared, measured, counts.by_path()
 
 
-def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference],
-                     estimate_shift: ShiftEstimator) -> MeasureFrames:
-    """Measure a chunk of frames relative to where it has drifted (see :mod:`visualmic.drift`)."""
+class _ChunkCounts:
+    """Chunks measured by each path (first order, phases), counted from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = {"first_order": 0, "phases": 0}
+
+    def add(self, path: str) -> None:
+        with self._lock:
+            self._counts[path] += 1
+
+    def by_path(self) -> dict[str, int]:
+        """The counts, or nothing where no chunk took the first-order path's test (it was not on)."""
+        return dict(self._counts) if self._counts["first_order"] else {}
+
+
+def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference], estimate_shift: ShiftEstimator,
+                     linear: LinearSums | None = None, counts: _ChunkCounts | None = None) -> MeasureFrames:
+    """Measure a chunk of frames relative to where it has drifted (see :mod:`visualmic.drift`); with
+    ``linear``, a chunk that did not drift and moved little is measured to first order (:mod:`visualmic.linear`),
+    and ``counts`` counts the chunks of each path."""
     fisher = np.concatenate([r.fisher for r in prepared])
 
     def measure(frames: np.ndarray) -> np.ndarray:
+        if linear is not None:
+            # Whether it drifted, from its mean frame's spectrum: one FFT for the chunk.
+            mean_frame = np.mean(frames, axis=0, dtype=np.float32)[None]
+            sums = linear(frames) if estimate_shift(pyramid.frame_spectrum(mean_frame)) is None else None
+            if counts is not None:
+                counts.add("phases" if sums is None else "first_order")
+            if sums is not None:
+                return sums
         frames = np.asarray(frames, dtype=np.float32)
         # The shift from the frames' own spectrum: the periodic components' low frequencies, where the
         # shift is read, also hold the smooth components', which change as texture enters the view.
@@ -545,7 +594,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
                 notes.append(f"--device {opts.device} is not used " + ("by cluster workers (they measure on their CPUs)"
                              if client is not None else f"by --method {opts.method}"))
             device = None
-        pyramid, prepared, measured = _measure(src, opts, roi, shape, progress, cache, client, device)
+        pyramid, prepared, measured, measured_by = _measure(src, opts, roi, shape, progress, cache, client, device)
         count = measured.shape[0]
         if count < MIN_FRAMES:
             raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
@@ -596,6 +645,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
             region_grid=grid,
             region_choice=choice,
             repeated_frames=repeated,
+            chunks_measured_by=measured_by,
         )
 
 
@@ -823,9 +873,10 @@ def vibration_map(
         if bad.size:
             raise InputError(f"frequency {bad[0]:g} Hz is not between 0 and the Nyquist frequency {fps / 2:g} Hz")
 
-        def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], frame_spectrum: np.ndarray):
+        def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], mean_frame: np.ndarray,
+                    frame_spectrum: np.ndarray):
             cells = CellMotion(pyramid, references, cell_px=cell_px)
-            return cells, cells.displacement, None
+            return cells, cells.displacement, None, None
 
         with planned_work(_pixel_frames(meta, shape)):
             _, cells, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare)
@@ -921,7 +972,7 @@ def measure_motion(
         series = []
         for roi in regions:
             shape = prepared_shape(roi, opts.downsample)
-            _, prepared, sums = _measure(src, replace(opts, roi=roi), roi, shape, progress)
+            _, prepared, sums, _ = _measure(src, replace(opts, roi=roi), roi, shape, progress)
             fisher = np.concatenate([r.fisher for r in prepared])
             series.append(joint_displacement(sums, fisher) * opts.downsample)
         count = min(s.shape[0] for s in series)

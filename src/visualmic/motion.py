@@ -37,6 +37,8 @@ __all__ = [
     "merge_regions",
     "region_labels",
     "davis2014_band_signals",
+    "kernel_spectra",
+    "region_kernels",
 ]
 
 
@@ -61,6 +63,9 @@ class BandReference:
         ``(R, 2)``: the constant that makes the amplitude term zero for the reference itself.
     fisher : ndarray
         ``(R, 2, 2)`` normal matrix of each region (information per unit noise).
+    power : float
+        ``sum A**2`` times taper and pixel area over the band: ``d.F d / power`` is the
+        mean squared change of ``log c`` (phase and log-amplitude, rad²) a shift ``d`` makes.
     """
 
     conj_ref: np.ndarray
@@ -68,6 +73,7 @@ class BandReference:
     labels: np.ndarray
     offset: np.ndarray
     fisher: np.ndarray
+    power: float
 
     @property
     def regions(self) -> int:
@@ -245,6 +251,7 @@ def prepare_references(
                 labels=labels,
                 offset=offset,
                 fisher=fisher,
+                power=float(np.sum(np.abs(ref.reshape(-1)) ** 2 * weight)),
             )
         )
     return out
@@ -388,7 +395,7 @@ def band_noise_covariance(
         # Bands reading most of the half plane (the finest scales) keep it whole: no gathers in the Gram.
         bins = half_plane if 2 * support.size >= half_plane.size else support
         spectra.append((bins, np.zeros((gain_weight.size, bins.size), dtype=np.complex64)))
-        _kernel_spectra(_region_kernels(v, c_ref, ref.labels, gain_weight), info, bins, pyramid.shape,
+        kernel_spectra(region_kernels(v, c_ref, ref.labels, gain_weight), info, bins, pyramid.shape,
                         out=spectra[-1][1])
         informations.append(information)
     information = np.concatenate(informations)
@@ -399,7 +406,7 @@ def band_noise_covariance(
 KERNELS_AT_ONCE = 4  # regions' kernels transformed together: a few MB at a time, not one array of all of them
 
 
-def _region_kernels(v: np.ndarray, c_ref: np.ndarray, labels: np.ndarray,
+def region_kernels(v: np.ndarray, c_ref: np.ndarray, labels: np.ndarray,
                     gain_weight: np.ndarray) -> Iterator[np.ndarray]:
     """The regions' weights ``v * [labels == r] - gain_weight[r] * c_ref`` (flat, band-sized), a few
     regions at a time: ``(k, pixels)`` complex64 arrays, regions in order; one region: the whole band."""
@@ -418,7 +425,7 @@ def _region_kernels(v: np.ndarray, c_ref: np.ndarray, labels: np.ndarray,
         yield batch
 
 
-def _kernel_spectra(kernels: Iterable[np.ndarray], info: Band, bins: np.ndarray, frame_shape: tuple[int, int], *,
+def kernel_spectra(kernels: Iterable[np.ndarray], info: Band, bins: np.ndarray, frame_shape: tuple[int, int], *,
                     out: np.ndarray) -> None:
     """Image-domain spectra of the kernels ``h`` with ``Re sum_x band(I)(x) conj(v(x)) = sum_y h(y) I(y)``,
     added to ``out``.
@@ -454,7 +461,7 @@ def _kernel_spectra(kernels: Iterable[np.ndarray], info: Band, bins: np.ndarray,
 
 
 def _kernel_gram(spectra: list[tuple[np.ndarray, np.ndarray]], frame_shape: tuple[int, int]) -> np.ndarray:
-    """``sum_y h_i(y) h_j(y)`` of all kernels from their half-plane spectra (:func:`_kernel_spectra`:
+    """``sum_y h_i(y) h_j(y)`` of all kernels from their half-plane spectra (:func:`kernel_spectra`:
     ``(bins, F)``).
 
     With ``h = Re(ifft2(F))``, Parseval gives ``(Re sum_k F_i conj(F_j) + Re sum_k F_i(k) F_j(-k)) / (2 N)``

@@ -423,6 +423,55 @@ class SteerablePyramid:
         smooth[:, 0, 0] = 0
         return smooth.astype(np.complex64)
 
+    def frame_kernels(self, spectra: np.ndarray) -> np.ndarray:
+        """Images ``h`` of linear functionals of :meth:`spectrum`'s output, given on its half plane.
+
+        For ``F`` on the half plane (``(k, rows, cols // 2 + 1)``), returns ``h``
+        (``(k, rows, cols)`` float32) with ``sum_y h(y) I(y) = Re sum_k F(k) conj(X(k)) / N``
+        for every frame ``I`` of N pixels, ``X`` its :meth:`spectrum` (that of its
+        periodic component when ``periodic``: the adjoint of the decomposition
+        then adds to the frame's first and last rows and columns).
+
+        Examples
+        --------
+        >>> pyr = SteerablePyramid((16, 16), periodic=True)
+        >>> f = np.random.default_rng(0).standard_normal((1, 16, 9)) + 0j
+        >>> frame = np.random.default_rng(1).random((1, 16, 16), dtype=np.float32)
+        >>> h = pyr.frame_kernels(f)
+        >>> bool(np.isclose((h * frame).sum(), (f * np.conj(pyr.spectrum(frame))).real.sum() / 256, rtol=1e-4))
+        True
+        """
+        rows, cols = self.shape
+        spectra = np.asarray(spectra, dtype=np.complex64)
+        # Re(ifft2(F)) with F zero off the half plane is the inverse real FFT of (F(k) + conj F(-k)) / 2:
+        # F / 2 inside the half plane, both terms on the columns that are their own mirror (0 and Nyquist).
+        hermitian = spectra / 2
+        for col in {0, cols // 2} if cols % 2 == 0 else {0}:
+            column = spectra[:, :, col]
+            hermitian[:, :, col] = (column + np.conj(np.roll(column[:, ::-1], 1, axis=1))) / 2
+        kernels = scipy.fft.irfft2(hermitian, s=(rows, cols), workers=-1, overwrite_x=True)  # set-up: every core
+        if self.periodic:
+            # X = rfft2(I) - S with S(q, r) = A(r) R(q, r) + B(q) C(q, r) (S(0, 0) = 0), A and B the
+            # FFTs of the last-minus-first row and column: -Re sum F conj(S) / N is linear in them.
+            row_factor, col_factor = self._smooth_adjoint_factors
+            along_cols = np.zeros((spectra.shape[0], cols), dtype=np.complex64)
+            along_cols[:, : cols // 2 + 1] = np.einsum("kqr,qr->kr", spectra, row_factor)
+            on_rows = scipy.fft.ifft(along_cols, axis=-1).real / rows  # weight of I[-1] - I[0]
+            on_cols = scipy.fft.ifft(np.einsum("kqr,qr->kq", spectra, col_factor), axis=-1).real / cols
+            kernels[:, -1, :] -= on_rows
+            kernels[:, 0, :] += on_rows
+            kernels[:, :, -1] -= on_cols
+            kernels[:, :, 0] += on_cols
+        return kernels
+
+    @functools.cached_property
+    def _smooth_adjoint_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The smooth component's factors, conjugated, complex64, zero at the mean (:meth:`frame_kernels`)."""
+        factors = [np.conj(factor).astype(np.complex64) for factor in self._smooth_factors]
+        for factor in factors:
+            factor[0, 0] = 0
+        return factors[0], factors[1]
+
     def band_spectrum(self, spectrum: np.ndarray, index: int) -> np.ndarray:
         """Cropped, masked spectrum of band ``index`` from :meth:`spectrum`'s output."""
         band = self.bands_info[index]
