@@ -125,3 +125,20 @@ def test_loud_motion_is_measured_by_its_phases(loud_scene, monkeypatch):
     a, b = (snr_db(r.displacement_px, loud_scene.displacement_px, fps=loud_scene.fps, band_hz=(80, 1000), trim=100)
             for r in (fast, phases))
     assert b > 35 and abs(a - b) < 0.05
+
+
+def test_every_frame_is_read_once(melody_scene, melody_frames):
+    """Without a cache or a cluster, the reference's frames come from the one stream that reads the video
+    (a video's first 32 frames were once decoded twice), which reads ahead while the kernels are built."""
+    from visualmic.sources import ArraySource
+
+    class CountingSource(ArraySource):
+        read = 0
+
+        def _chunks(self, *args):
+            for first, frames in super()._chunks(*args):
+                CountingSource.read += frames.shape[0]
+                yield first, frames
+
+    recovery = visualmic.recover(CountingSource(melody_frames), fps=melody_scene.fps)
+    assert CountingSource.read == melody_frames.shape[0] == recovery.frames

@@ -8,6 +8,7 @@ into sound. Nothing here computes; everything here decides what to compute.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -35,7 +36,7 @@ from .engine import default_chunk_frames, map_ordered, measuring_threads, stack_
 from .errors import InputError
 from .fftlib import limited_fft_threads, planned_work
 from .frames import check_roi, prepared_shape
-from .linear import CHUNK_BYTES, LinearSums
+from .linear import CHUNK_BYTES, LinearSums, linear_available
 from .motion import (
     BandReference,
     band_noise_covariance,
@@ -353,6 +354,7 @@ def _chunk_cache(cache_dir: str | Path, source: object, opts: RecoverOptions, me
     return ChunkCache(cache_dir, key)
 
 
+READ_AHEAD_BYTES = 256e6  # read ahead while the references are prepared (0.5 s of FFV1 at 512²), as float32 frames
 Measure = Callable[[list[np.ndarray]], np.ndarray]
 MeasureFrames = Callable[[np.ndarray], np.ndarray]
 
@@ -360,8 +362,8 @@ MeasureFrames = Callable[[np.ndarray], np.ndarray]
 def _stream_measurements(
     src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int], shape: tuple[int, int], progress: bool,
     prepare: Callable[[SteerablePyramid, list[np.ndarray], np.ndarray, np.ndarray],
-                      tuple[S, Measure, MeasureFrames | None, float | None]],
-    cache: ChunkCache | None = None, client: Any = None, device: str | None = None,
+                      tuple[S, Measure, MeasureFrames | None]],
+    cache: ChunkCache | None = None, client: Any = None, device: str | None = None, chunk_frames: int | None = None,
 ) -> tuple[SteerablePyramid, S, Iterator[tuple[int, np.ndarray]]]:
     """Stream every frame through the pyramid and a measurement of its bands.
 
@@ -369,31 +371,46 @@ def _stream_measurements(
     bands (the 2014 recipe: frame 0 alone), computed as the bands of their mean
     frame; ``prepare(pyramid, references, mean_frame, frame_spectrum)`` (that frame and
     its own rfft2, see :mod:`visualmic.drift`) returns what the caller keeps of it, the
-    function measuring a chunk's bands, optionally one measuring a chunk of frames on its
-    own (the GPU backend: frames go to the device whole; :mod:`visualmic.linear`; None:
-    the pyramid's bands, then the first), and the bytes of float32 frames a chunk should
-    hold (None: the default's). Returns the pyramid, that state, and ``(first_frame,
-    measurement)`` of every chunk in order, computed lazily on all threads. With a
+    function measuring a chunk's bands, and optionally one measuring a chunk of frames on
+    its own (the GPU backend: frames go to the device whole; :mod:`visualmic.linear`;
+    None: the pyramid's bands, then the first). Returns the pyramid, that state, and
+    ``(first_frame, measurement)`` of every chunk in order, computed lazily on all
+    threads, in chunks of ``opts.chunk_frames``, else ``chunk_frames``, else the phase
+    path's default (:func:`visualmic.engine.default_chunk_frames`). Without a cache or a
+    cluster, one stream reads every frame once: the reference's come first, and while
+    the references are prepared the stream reads ahead (``READ_AHEAD_BYTES``), so a
+    video's decoding overlaps the set-up. With a
     ``cache``, chunks measured by an earlier, interrupted run are reused and the
     frames after them only are read; every new chunk is saved as soon as it is
     known. With a Dask ``client``, the frames are measured by the cluster's
     workers, each reading its own range of the file.
     """
-    chunk = opts.chunk_frames or default_chunk_frames(shape)
+    chunk = opts.chunk_frames or chunk_frames or default_chunk_frames(shape)
+    read_ahead = max(2, int(READ_AHEAD_BYTES // (4 * chunk * shape[0] * shape[1])))  # chunks, as float32
 
-    def frames(start: int, stop: int | None, label: str):
+    def frames(start: int, stop: int | None, label: str, prefetch: int = 2):
         # Frames stay in their stored type until the pyramid's transform converts them (less memory traffic).
         return stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, start=start, stop=stop,
-                             progress=progress, description=label, stored=True)
+                             progress=progress, description=label, stored=True, prefetch=prefetch)
 
     n_ref = 1 if opts.method == "davis2014" else opts.reference_frames
-    blocks = [block for _, block in frames(0, n_ref, "reference")]
-    if not blocks:
-        raise InputError(f"{src.meta.path}: no frame could be decoded")
-    first_frames = np.concatenate(blocks)
-    if np.ptp(first_frames[0]) == 0:
-        raise InputError(f"{src.meta.path}: the frames are uniform: there is no texture to measure motion from "
-                         "(choose a textured region with --roi)")
+    one_stream = cache is None and client is None
+    head: list[tuple[int, np.ndarray]] = []
+    stream = frames(0, None, "recovering", prefetch=read_ahead) if one_stream else frames(0, n_ref, "reference")
+    for item in stream:
+        head.append(item)
+        if item[0] + item[1].shape[0] >= n_ref:
+            break
+    try:
+        if not head:
+            raise InputError(f"{src.meta.path}: no frame could be decoded")
+        first_frames = np.concatenate([block for _, block in head])[:n_ref]
+        if np.ptp(first_frames[0]) == 0:
+            raise InputError(f"{src.meta.path}: the frames are uniform: there is no texture to measure motion from "
+                             "(choose a textured region with --roi)")
+    except BaseException:
+        stream.close()
+        raise
     threads = measuring_threads(src, opts.threads)
     # Chunks run in ``threads`` parallel threads, so each of scipy's FFTs uses one.
     pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1)
@@ -403,11 +420,7 @@ def _stream_measurements(
     frame_spectrum = pyramid.frame_spectrum(mean_frame)
     reference_spectrum = pyramid.periodic_spectrum(frame_spectrum.copy(), mean_frame)
     references = [band[0] for band in pyramid.bands_of_spectrum(reference_spectrum)]
-    state, measure, measure_frames, chunk_bytes = prepare(pyramid, references, mean_frame[0], frame_spectrum[0])
-    # A device (see visualmic.gpu) takes large chunks; the CPU's balance per-chunk overhead and cache.
-    if not opts.chunk_frames and (device or chunk_bytes):
-        chunk = (default_chunk_frames(shape, target_bytes=64e6, most=512) if device
-                 else default_chunk_frames(shape, target_bytes=chunk_bytes))
+    state, measure, measure_frames = prepare(pyramid, references, mean_frame[0], frame_spectrum[0])
     if measure_frames is None:
         measure_frames = lambda chunk_frames: measure(pyramid.bands(chunk_frames))  # noqa: E731
 
@@ -418,7 +431,7 @@ def _stream_measurements(
         if client is not None:
             measured_ranges = _on_cluster(client, src, opts, roi, chunk, position, measure_frames)
         else:
-            rest = frames(position, None, "recovering")
+            rest = itertools.chain(head, stream) if one_stream else frames(position, None, "recovering")
             measured_ranges = map_ordered(lambda item: (item[0], measure_frames(item[1])), rest,
                                           threads=1 if device else threads)
         for first, measured in measured_ranges:
@@ -468,17 +481,17 @@ def _measure(
     def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], mean_frame: np.ndarray,
                 frame_spectrum: np.ndarray):
         if opts.method == "davis2014":
-            return None, lambda bands: davis2014_band_signals(bands, references), None, None
+            return None, lambda bands: davis2014_band_signals(bands, references), None
         prepared = prepare_references(pyramid, references, border_px=opts.border_px,
                                       grid=opts.measurement_grid(shape))
         estimate_shift = ShiftEstimator(frame_spectrum, pyramid.shape)
         measure = lambda bands: phase_gradient_sums(bands, prepared)  # noqa: E731
         if device:
-            return prepared, measure, TorchPhaseSums(pyramid, prepared, device, estimate_shift), None
+            return prepared, measure, TorchPhaseSums(pyramid, prepared, device, estimate_shift)
         linear = LinearSums.when_faster(pyramid, prepared, mean_frame)
         # A cluster's workers measure copies of the function: they could not count here.
-        on_frames = _drift_following(pyramid, prepared, estimate_shift, linear, None if client else counts)
-        return prepared, measure, on_frames, CHUNK_BYTES if linear else None
+        return prepared, measure, _drift_following(pyramid, prepared, estimate_shift, linear,
+                                                   None if client else counts)
 
     # float32 halves the one array that grows with the video: the phase method's sums have noise far above
     # float32's steps (benchmarks/quality.py unchanged); the 2014 recipe's A²-weighted phases carry large
@@ -490,8 +503,13 @@ def _measure(
     # path's matrix products likewise take one core each (OpenBLAS's own threads, beside the chunks' threads,
     # made a 512² recovery 1.4x slower).
     with limited_fft_threads(opts.threads if device else 1), threadpool_limits(None if device else 1, "blas"):
+        # A device (see visualmic.gpu) takes large chunks; the CPU's first-order path too (its kernels are
+        # read once a chunk), the phase path 4 MB (see _drift_following).
+        chunk = (default_chunk_frames(shape, target_bytes=64e6, most=512) if device
+                 else default_chunk_frames(shape, target_bytes=CHUNK_BYTES)
+                 if opts.method == "phase" and linear_available() else None)
         pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
-                                                         device)
+                                                         device, chunk)
         measured = stack_chunks((measured for _, measured in chunks), expected_rows=src.meta.frame_count,
                                 dtype=dtype)
         return pyramid, prepared, measured, counts.by_path()
@@ -516,19 +534,14 @@ class _ChunkCounts:
 def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference], estimate_shift: ShiftEstimator,
                      linear: LinearSums | None = None, counts: _ChunkCounts | None = None) -> MeasureFrames:
     """Measure a chunk of frames relative to where it has drifted (see :mod:`visualmic.drift`); with
-    ``linear``, a chunk that did not drift and moved little is measured to first order (:mod:`visualmic.linear`),
-    and ``counts`` counts the chunks of each path."""
+    ``linear``, a chunk that moved little (drift included) is measured to first order (:mod:`visualmic.linear`),
+    and ``counts`` counts the chunks of each path. The phase path measures a chunk in pieces of about
+    4 MB (:func:`visualmic.engine.default_chunk_frames`), where its FFTs are fastest, each piece followed
+    on its own."""
     fisher = np.concatenate([r.fisher for r in prepared])
+    piece = default_chunk_frames(pyramid.shape)
 
-    def measure(frames: np.ndarray) -> np.ndarray:
-        if linear is not None:
-            # Whether it drifted, from its mean frame's spectrum: one FFT for the chunk.
-            mean_frame = np.mean(frames, axis=0, dtype=np.float32)[None]
-            sums = linear(frames) if estimate_shift(pyramid.frame_spectrum(mean_frame)) is None else None
-            if counts is not None:
-                counts.add("phases" if sums is None else "first_order")
-            if sums is not None:
-                return sums
+    def by_phases(frames: np.ndarray) -> np.ndarray:
         frames = np.asarray(frames, dtype=np.float32)
         # The shift from the frames' own spectrum: the periodic components' low frequencies, where the
         # shift is read, also hold the smooth components', which change as texture enters the view.
@@ -540,6 +553,17 @@ def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference], e
         moved_back = shift_spectrum(spectrum, shift, pyramid.shape)
         # A channel's displacement is -F^-1 S: adding the shift back subtracts F shift from its sums.
         return phase_gradient_sums(pyramid.bands_of_spectrum(moved_back), prepared) - fisher @ shift
+
+    def measure(frames: np.ndarray) -> np.ndarray:
+        if linear is not None:
+            # No drift check first: a chunk that drifted enough for the phase path to follow it (0.1 px)
+            # changed its bands' phases too much for the first order, and is left to the phase path.
+            sums = linear(frames)
+            if counts is not None:
+                counts.add("phases" if sums is None else "first_order")
+            if sums is not None:
+                return sums
+        return np.concatenate([by_phases(frames[k : k + piece]) for k in range(0, frames.shape[0], piece)])
 
     return measure
 
@@ -876,7 +900,7 @@ def vibration_map(
         def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], mean_frame: np.ndarray,
                     frame_spectrum: np.ndarray):
             cells = CellMotion(pyramid, references, cell_px=cell_px)
-            return cells, cells.displacement, None, None
+            return cells, cells.displacement, None
 
         with planned_work(_pixel_frames(meta, shape)):
             _, cells, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare)
