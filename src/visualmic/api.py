@@ -354,7 +354,7 @@ def _chunk_cache(cache_dir: str | Path, source: object, opts: RecoverOptions, me
     return ChunkCache(cache_dir, key)
 
 
-READ_AHEAD_BYTES = 256e6  # read ahead while the references are prepared (0.5 s of FFV1 at 512²), as float32 frames
+READ_AHEAD_BYTES = 256e6  # a video read ahead while the references are prepared (0.5 s of FFV1 at 512²), as float32
 Measure = Callable[[list[np.ndarray]], np.ndarray]
 MeasureFrames = Callable[[np.ndarray], np.ndarray]
 
@@ -378,15 +378,16 @@ def _stream_measurements(
     threads, in chunks of ``opts.chunk_frames``, else ``chunk_frames``, else the phase
     path's default (:func:`visualmic.engine.default_chunk_frames`). Without a cache or a
     cluster, one stream reads every frame once: the reference's come first, and while
-    the references are prepared the stream reads ahead (``READ_AHEAD_BYTES``), so a
-    video's decoding overlaps the set-up. With a
+    the references are prepared a video's stream reads ahead (``READ_AHEAD_BYTES``), so
+    its decoding overlaps the set-up. With a
     ``cache``, chunks measured by an earlier, interrupted run are reused and the
     frames after them only are read; every new chunk is saved as soon as it is
     known. With a Dask ``client``, the frames are measured by the cluster's
     workers, each reading its own range of the file.
     """
     chunk = opts.chunk_frames or chunk_frames or default_chunk_frames(shape)
-    read_ahead = max(2, int(READ_AHEAD_BYTES // (4 * chunk * shape[0] * shape[1])))  # chunks, as float32
+    # A decoder is slow enough to fall behind while the set-up holds the consumer; files and arrays are not.
+    read_ahead = max(2, int(READ_AHEAD_BYTES // (4 * chunk * shape[0] * shape[1]))) if src.decodes_on_threads else 2
 
     def frames(start: int, stop: int | None, label: str, prefetch: int = 2):
         # Frames stay in their stored type until the pyramid's transform converts them (less memory traffic).
