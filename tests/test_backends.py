@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -225,6 +226,23 @@ def test_a_small_recovery_keeps_scipys_ffts_and_does_not_import_torch():
     small, big = out.stdout.splitlines()
     assert small == f"False cpu (numpy; FFTs: scipy {scipy.__version__} (pocketfft))"
     assert big == ("torch" if torch.backends.mkl.is_available() else "scipy")
+
+
+def test_a_first_order_recovery_plans_no_frame_transform(monkeypatch):
+    """The first-order path transforms no frame: however long the video, torch is not imported for its
+    FFTs (a long job's peak memory would otherwise exceed a short one's by torch's 190 MB); the phase
+    path plans every frame's transform."""
+    from visualmic.api import _fft_pixel_frames
+    from visualmic.config import RecoverOptions
+    from visualmic.sources import ArraySource
+
+    meta = ArraySource(np.zeros((20, 8, 8), np.uint8)).meta
+    long_job = replace(meta, frame_count=10**6)
+    assert _fft_pixel_frames(long_job, (512, 512), RecoverOptions()) == 0.0
+    assert _fft_pixel_frames(long_job, (512, 512), RecoverOptions(device="cuda")) == 512 * 512 * 1e6
+    assert _fft_pixel_frames(long_job, (512, 512), RecoverOptions(method="davis2014")) == 512 * 512 * 1e6
+    monkeypatch.setenv("VISUALMIC_LINEAR", "0")
+    assert _fft_pixel_frames(long_job, (512, 512), RecoverOptions()) == 512 * 512 * 1e6
 
 
 def test_unknown_fft_library_is_a_one_line_error(fft_library):

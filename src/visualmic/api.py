@@ -612,7 +612,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
     if highpass_hz >= fps / 2:
         raise InputError(f"high-pass cut-off {highpass_hz:g} Hz is not below the Nyquist frequency {fps / 2:g} Hz")
 
-    with planned_work(_pixel_frames(meta, shape)):
+    with planned_work(_fft_pixel_frames(meta, shape, opts)):
         device = resolve_device(opts.device)
         if device is not None and (client is not None or opts.method != "phase"):
             if opts.device != "auto":
@@ -674,9 +674,14 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         )
 
 
-def _pixel_frames(meta: Meta, shape: tuple[int, int]) -> float | None:
-    """Pixels times frames of a job (None: the frame count is unknown), for the FFT library's choice
-    (see :data:`visualmic.fftlib.SMALL_JOB_PIXEL_FRAMES`)."""
+def _fft_pixel_frames(meta: Meta, shape: tuple[int, int], opts: RecoverOptions | None = None) -> float | None:
+    """Pixels times frames that a job will transform (None: the frame count is unknown), for the FFT
+    library's choice (see :data:`visualmic.fftlib.SMALL_JOB_PIXEL_FRAMES`). A recovery planned on the
+    CPU's first-order path (``opts``) transforms no frame, only its kernels: importing torch for MKL's
+    FFTs (a second, 190 MB) would not pay, and would make the peak memory of long jobs differ from
+    short ones'; its chunks that go to the phase path use scipy's FFTs then."""
+    if opts is not None and opts.method == "phase" and linear_available() and opts.device in ("auto", "cpu"):
+        return 0.0
     return None if meta.frame_count is None else float(meta.frame_count) * shape[0] * shape[1]
 
 
@@ -903,7 +908,7 @@ def vibration_map(
             cells = CellMotion(pyramid, references, cell_px=cell_px)
             return cells, cells.displacement, None
 
-        with planned_work(_pixel_frames(meta, shape)):
+        with planned_work(_fft_pixel_frames(meta, shape)):
             _, cells, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare)
             dft = RunningDFT(frequencies, fps=fps, shape=(*cells.grid, 2))
             for first, displacement in chunks:

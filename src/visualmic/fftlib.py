@@ -13,7 +13,8 @@ without a copy), and the rest of the work is unchanged.
 ``VISUALMIC_FFT=scipy`` (or ``torch``) forces the choice; ``auto`` (the default)
 takes torch only when it has MKL (ARM builds of torch use pocketfft, no faster
 than scipy's) and is importable. Importing torch takes about a second, once per
-process: a recovery too small to win that back (:data:`SMALL_JOB_PIXEL_FRAMES`)
+process: a recovery too small to win that back (:data:`SMALL_JOB_PIXEL_FRAMES`),
+or measured to first order (:mod:`visualmic.linear`: no frame is transformed),
 keeps scipy's FFTs unless torch is already imported. With torch, the number of FFT threads is torch's own
 (``torch.set_num_threads``, ``OMP_NUM_THREADS``), limited during a recovery by
 its ``threads`` option (:func:`limited_fft_threads`); ``workers`` applies to scipy.
