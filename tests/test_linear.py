@@ -142,3 +142,22 @@ def test_every_frame_is_read_once(melody_scene, melody_frames):
 
     recovery = visualmic.recover(CountingSource(melody_frames), fps=melody_scene.fps)
     assert CountingSource.read == melody_frames.shape[0] == recovery.frames
+
+
+def test_chunks_left_to_the_phase_path_are_measured_as_by_the_phase_path_alone(monkeypatch):
+    """Motion of 2 px at audio rates: no chunk is measured to first order, and the first-order path's
+    larger chunks are measured in the phase path's own pieces, so the sound is the phase path's exactly;
+    a job of fewer than FIRST_ORDER_MIN_FRAMES does not build the kernels at all."""
+    from visualmic.api import FIRST_ORDER_MIN_FRAMES
+
+    scene = make_scene(melody(0.5, rate_hz=2200.0, seed=7), fps=2200.0, size=(64, 80), amplitude_px=2.0,
+                       camera=Camera(read_noise=2.0, bit_depth=8), seed=8)
+    frames = np.concatenate(list(scene.frames()))
+    assert frames.shape[0] >= FIRST_ORDER_MIN_FRAMES
+    tried = visualmic.recover(frames, fps=scene.fps)
+    short = visualmic.recover(frames[: FIRST_ORDER_MIN_FRAMES - 1], fps=scene.fps)
+    monkeypatch.setenv("VISUALMIC_LINEAR", "0")
+    phases = visualmic.recover(frames, fps=scene.fps)
+    assert tried.chunks_measured_by["first_order"] == 0 and tried.chunks_measured_by["phases"] > 0
+    assert np.array_equal(tried.displacement_px, phases.displacement_px)
+    assert short.chunks_measured_by == {}

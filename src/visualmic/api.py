@@ -354,6 +354,9 @@ def _chunk_cache(cache_dir: str | Path, source: object, opts: RecoverOptions, me
     return ChunkCache(cache_dir, key)
 
 
+# The kernels' set-up (0.22 s for 2 bands at 512², 1 s for 10 bands at 334x250) against the phase path's
+# per-frame FFTs (1.9 ms at 512²): 120 frames to break even at 512², more with many bands.
+FIRST_ORDER_MIN_FRAMES = 500
 READ_AHEAD_BYTES = 256e6  # a video read ahead while the references are prepared (0.5 s of FFV1 at 512²), as float32
 Measure = Callable[[list[np.ndarray]], np.ndarray]
 MeasureFrames = Callable[[np.ndarray], np.ndarray]
@@ -478,6 +481,7 @@ def _measure(
     each path (see :class:`Recovery`). ``device``: a torch device for the phase method's
     chunks (see :mod:`visualmic.gpu`), None for numpy."""
     counts = _ChunkCounts()
+    first_order = device is None and _plans_first_order(src.meta, opts)
 
     def prepare(pyramid: SteerablePyramid, references: list[np.ndarray], mean_frame: np.ndarray,
                 frame_spectrum: np.ndarray):
@@ -489,7 +493,7 @@ def _measure(
         measure = lambda bands: phase_gradient_sums(bands, prepared)  # noqa: E731
         if device:
             return prepared, measure, TorchPhaseSums(pyramid, prepared, device, estimate_shift)
-        linear = LinearSums.when_faster(pyramid, prepared, mean_frame)
+        linear = LinearSums.when_faster(pyramid, prepared, mean_frame) if first_order else None
         # A cluster's workers measure copies of the function: they could not count here.
         return prepared, measure, _drift_following(pyramid, prepared, estimate_shift, linear,
                                                    None if client else counts)
@@ -505,10 +509,12 @@ def _measure(
     # made a 512² recovery 1.4x slower).
     with limited_fft_threads(opts.threads if device else 1), threadpool_limits(None if device else 1, "blas"):
         # A device (see visualmic.gpu) takes large chunks; the CPU's first-order path too (its kernels are
-        # read once a chunk), the phase path 4 MB (see _drift_following).
+        # read once a chunk), in whole pieces of the phase path's 4 MB (see _drift_following), so that chunks
+        # it leaves to the phase path are measured in the phase path's own units.
+        piece = default_chunk_frames(shape)
         chunk = (default_chunk_frames(shape, target_bytes=64e6, most=512) if device
-                 else default_chunk_frames(shape, target_bytes=CHUNK_BYTES)
-                 if opts.method == "phase" and linear_available() else None)
+                 else piece * max(1, default_chunk_frames(shape, target_bytes=CHUNK_BYTES) // piece) if first_order
+                 else None)
         pyramid, prepared, chunks = _stream_measurements(src, opts, roi, shape, progress, prepare, cache, client,
                                                          device, chunk)
         measured = stack_chunks((measured for _, measured in chunks), expected_rows=src.meta.frame_count,
@@ -528,8 +534,8 @@ class _ChunkCounts:
             self._counts[path] += 1
 
     def by_path(self) -> dict[str, int]:
-        """The counts, or nothing where no chunk took the first-order path's test (it was not on)."""
-        return dict(self._counts) if self._counts["first_order"] else {}
+        """The counts, or nothing where no chunk was counted (the first-order path was not on)."""
+        return dict(self._counts) if any(self._counts.values()) else {}
 
 
 def _drift_following(pyramid: SteerablePyramid, prepared: list[BandReference], estimate_shift: ShiftEstimator,
@@ -674,13 +680,21 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
         )
 
 
+def _plans_first_order(meta: Meta, opts: RecoverOptions) -> bool:
+    """Whether a recovery on the CPU will try the first-order path (:mod:`visualmic.linear`): the phase
+    method, ``VISUALMIC_LINEAR`` not ``0``, and at least ``FIRST_ORDER_MIN_FRAMES`` frames (or an unknown
+    count): building its kernels costs as much as the phase path's FFTs of a few hundred frames."""
+    return (opts.method == "phase" and linear_available()
+            and (meta.frame_count is None or meta.frame_count >= FIRST_ORDER_MIN_FRAMES))
+
+
 def _fft_pixel_frames(meta: Meta, shape: tuple[int, int], opts: RecoverOptions | None = None) -> float | None:
     """Pixels times frames that a job will transform (None: the frame count is unknown), for the FFT
     library's choice (see :data:`visualmic.fftlib.SMALL_JOB_PIXEL_FRAMES`). A recovery planned on the
     CPU's first-order path (``opts``) transforms no frame, only its kernels: importing torch for MKL's
     FFTs (a second, 190 MB) would not pay, and would make the peak memory of long jobs differ from
     short ones'; its chunks that go to the phase path use scipy's FFTs then."""
-    if opts is not None and opts.method == "phase" and linear_available() and opts.device in ("auto", "cpu"):
+    if opts is not None and opts.device in ("auto", "cpu") and _plans_first_order(meta, opts):
         return 0.0
     return None if meta.frame_count is None else float(meta.frame_count) * shape[0] * shape[1]
 
