@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import visualmic
 from visualmic.drift import shift_spectrum
-from visualmic.linear import LinearSums
+from visualmic.linear import LinearSums, kept_blocks
 from visualmic.metrics import snr_db
 from visualmic.motion import band_noise_covariance, phase_gradient_sums, prepare_references
 from visualmic.pyramid import SteerablePyramid
@@ -28,6 +28,20 @@ def test_frame_kernels_are_the_adjoint_of_the_spectrum(rows, cols, periodic, see
     direct = (spectra * np.conj(pyramid.spectrum(frame))).real.sum(axis=(1, 2)) / (rows * cols)
     through_kernels = (pyramid.frame_kernels(spectra) * frame).sum(axis=(1, 2))
     np.testing.assert_allclose(through_kernels, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 40), st.floats(0, 0.5), st.integers(0, 2**31))
+def test_kept_blocks_leave_out_the_weakest_within_the_tail(kernels, blocks, tail, seed):
+    """What is left out holds at most ``tail`` of each kernel's energy and is never stronger than what is
+    kept; the strongest block is always kept."""
+    energy = np.random.default_rng(seed).random((kernels, blocks)) ** 8
+    keep = kept_blocks(energy, tail)
+    assert np.all((energy * ~keep).sum(axis=1) <= tail * energy.sum(axis=1) + 1e-15)
+    assert np.all(keep[np.arange(kernels), energy.argmax(axis=1)])
+    for row, kept in zip(energy, keep):
+        if (~kept).any():
+            assert row[~kept].max() <= row[kept].min()
 
 
 def _texture_and_references(shape, *, scales=1, orientations=2, grid=4, periodic=True):

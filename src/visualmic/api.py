@@ -401,30 +401,32 @@ def _stream_measurements(
     one_stream = cache is None and client is None
     head: list[tuple[int, np.ndarray]] = []
     stream = frames(0, None, "recovering", prefetch=read_ahead) if one_stream else frames(0, n_ref, "reference")
-    for item in stream:
-        head.append(item)
-        if item[0] + item[1].shape[0] >= n_ref:
-            break
-    try:
+    try:  # the stream's reader stops with an error here (it goes on reading ahead otherwise)
+        for item in stream:
+            head.append(item)
+            if item[0] + item[1].shape[0] >= n_ref:
+                break
         if not head:
             raise InputError(f"{src.meta.path}: no frame could be decoded")
         first_frames = np.concatenate([block for _, block in head])[:n_ref]
         if np.ptp(first_frames[0]) == 0:
             raise InputError(f"{src.meta.path}: the frames are uniform: there is no texture to measure motion from "
                              "(choose a textured region with --roi)")
+        threads = measuring_threads(src, opts.threads)
+        # Chunks run in ``threads`` parallel threads, so each of scipy's FFTs uses one.
+        pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1)
+        # The pyramid is linear: the reference (the first frames' mean bands and spectrum) is the
+        # bands and spectrum of their mean frame, one transform instead of one per frame.
+        mean_frame = first_frames.mean(axis=0, dtype=np.float64)[None].astype(np.float32)
+        frame_spectrum = pyramid.frame_spectrum(mean_frame)
+        reference_spectrum = pyramid.periodic_spectrum(frame_spectrum.copy(), mean_frame)
+        references = [band[0] for band in pyramid.bands_of_spectrum(reference_spectrum)]
+        state, measure, measure_frames = prepare(pyramid, references, mean_frame[0], frame_spectrum[0])
     except BaseException:
         stream.close()
         raise
-    threads = measuring_threads(src, opts.threads)
-    # Chunks run in ``threads`` parallel threads, so each of scipy's FFTs uses one.
-    pyramid = _pyramid_for(shape, opts, first_frames[0], fft_workers=1)
-    # The pyramid is linear: the reference (the first frames' mean bands and spectrum) is the
-    # bands and spectrum of their mean frame, one transform instead of one per frame.
-    mean_frame = first_frames.mean(axis=0, dtype=np.float64)[None].astype(np.float32)
-    frame_spectrum = pyramid.frame_spectrum(mean_frame)
-    reference_spectrum = pyramid.periodic_spectrum(frame_spectrum.copy(), mean_frame)
-    references = [band[0] for band in pyramid.bands_of_spectrum(reference_spectrum)]
-    state, measure, measure_frames = prepare(pyramid, references, mean_frame[0], frame_spectrum[0])
+    if not one_stream:
+        stream.close()  # the reference's frames only
     if measure_frames is None:
         measure_frames = lambda chunk_frames: measure(pyramid.bands(chunk_frames))  # noqa: E731
 

@@ -35,7 +35,7 @@ import numpy as np
 from .motion import BandReference, kernel_spectra, region_kernels, regularised_power
 from .pyramid import SteerablePyramid
 
-__all__ = ["LinearSums", "channel_kernels", "linear_available", "LINEAR_BELOW_RAD", "CHUNK_BYTES"]
+__all__ = ["LinearSums", "channel_kernels", "kept_blocks", "linear_available", "LINEAR_BELOW_RAD", "CHUNK_BYTES"]
 
 LINEAR_BELOW_RAD = 0.15  # rms change of log c up to which a chunk is measured to first order (see LinearSums)
 KERNEL_TAIL = 1e-4  # fraction of a kernel's energy left out, from the row blocks where it is weakest
@@ -97,6 +97,23 @@ def channel_kernels(pyramid: SteerablePyramid, reference: BandReference, index: 
     return np.concatenate(kernels)
 
 
+def kept_blocks(energy: np.ndarray, tail: float) -> np.ndarray:
+    """Which blocks each kernel keeps: all but its weakest, as many as together hold at most ``tail`` of its
+    energy (``energy``: ``(kernels, blocks)``; returns booleans of that shape).
+
+    Examples
+    --------
+    >>> kept_blocks(np.array([[1e-6, 0.5, 2e-6, 0.5], [0.25, 0.25, 0.25, 0.25]]), 1e-5).astype(int)
+    array([[0, 1, 0, 1],
+           [1, 1, 1, 1]])
+    """
+    order = np.argsort(energy, axis=1)
+    weakest = np.cumsum(np.take_along_axis(energy, order, axis=1), axis=1) <= tail * energy.sum(axis=1, keepdims=True)
+    keep = np.ones_like(weakest)
+    np.put_along_axis(keep, order, ~weakest, axis=1)
+    return keep
+
+
 class LinearSums:
     """First-order channel sums of chunks of frames (see the module's text), or None where a chunk moved
     too much for them.
@@ -143,13 +160,8 @@ class LinearSums:
         for index, reference in enumerate(references):
             kernels = channel_kernels(pyramid, reference, index)
             exact.append(kernels.reshape(kernels.shape[0], -1) @ reference_frame)
-            energy = np.add.reduceat(np.einsum("kyx,kyx->ky", kernels, kernels, dtype=np.float64), starts,
-                                     axis=1)  # (K, blocks)
-            order = np.argsort(energy, axis=1)
-            weakest = np.cumsum(np.take_along_axis(energy, order, axis=1), axis=1) <= tail * energy.sum(axis=1,
-                                                                                                       keepdims=True)
-            keep = np.ones_like(weakest)
-            np.put_along_axis(keep, order, ~weakest, axis=1)
+            energy = np.add.reduceat(np.einsum("kyx,kyx->ky", kernels, kernels, dtype=np.float64), starts, axis=1)
+            keep = kept_blocks(energy, tail)
             for block, first in enumerate(starts):
                 columns = np.flatnonzero(keep[:, block])
                 kept_columns[block].append(columns + index * per_band)
