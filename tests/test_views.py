@@ -171,6 +171,8 @@ def test_report_is_self_contained_and_complete(report):
     assert page.count('src="data:image/png;base64,') == 4  # waveform, 2 spectrograms, map
     assert "http://" not in page and "https://" not in page  # nothing fetched
     assert summary["evaluation"]["snr_db"] > 15 and "estimated SNR" in page and summary["visualmic_version"] in page
+    counts = summary["chunks_measured_by"]  # how it was measured, as --json says
+    assert f"{counts['first_order']} to first order, {counts['phases']} by their phases" in page
 
 
 def test_report_needs_report_for_reference(tmp_path):

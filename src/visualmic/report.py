@@ -125,6 +125,10 @@ def render_report(recovery, *, frame: np.ndarray, reference: tuple[np.ndarray, i
         ("high-pass", f"{recovery.highpass_hz:g} Hz"),
         ("output", f"{rate} Hz"),
         ("processing", f"{recovery.wall_s:.2f} s ({recovery.frames / max(recovery.wall_s, 1e-9):.0f} frames/s)"),
+        *([("chunks measured", f"{recovery.chunks_measured_by['first_order']} to first order, "
+                               f"{recovery.chunks_measured_by['phases']} by their phases")]
+          if recovery.chunks_measured_by else []),
+        ("measured on", recovery.device),
         ("visualmic", __version__),
     ]
     if evaluation:
