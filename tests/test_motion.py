@@ -15,6 +15,7 @@ from visualmic.motion import (
     region_sums,
 )
 from visualmic.drift import ShiftEstimator, shift_spectrum
+from visualmic.linear import LinearSums
 from visualmic.pyramid import SteerablePyramid
 from visualmic.synth import procedural_texture
 
@@ -42,33 +43,36 @@ def test_noise_covariance_matches_monte_carlo(shape, grid, merge):
     assert np.abs(model / scale - np.eye(len(model))).max() > 0.1  # the bands' noise is correlated, and it shows
 
 
-def _jacobian_gram_and_model(pyramid: SteerablePyramid, grid: int, merge: bool, direction: np.ndarray, seed: int):
-    """J J^T of the measurement's Jacobian J (pixels to estimates, central differences pixel by
-    pixel, fourth order) and the noise model, both scaled by the model's standard deviations."""
+def _jacobian_gram_and_model(pyramid: SteerablePyramid, grid: int, merge: bool, direction: np.ndarray, seed: int,
+                             *, first_order: bool = False):
+    """J J^T of the measurement's Jacobian J (pixels to estimates, central differences pixel by pixel) and
+    the noise model, both scaled by the model's standard deviations.
+
+    ``first_order``: the measurement to first order (:mod:`visualmic.linear`, whole kernels), linear in
+    the pixels, so a difference over a whole grey level is exact to float32's rounding (1e-5 of the
+    Gram). Else the phase path, whose angle is linear over small steps only, differenced over 0.05 grey
+    levels of a texture less its mean (float32's rounding: up to 0.15 % of the Gram), which departs from
+    the model by up to 1 % where a coefficient is near zero (the model regularises its power).
+    """
     shape = pyramid.shape
     texture = procedural_texture(shape, seed=seed).astype(np.float64)
+    texture -= texture.mean()  # the mean is in no band, but in every FFT's rounding
     prepared = prepare_references(pyramid, reference_bands(pyramid.bands(texture[None].astype(np.float32))),
                                   grid=grid, border_px=2)
     fisher = np.concatenate([r.fisher for r in prepared])
+    first_order_sums = LinearSums(pyramid, prepared, texture, tail=0.0) if first_order else None
 
     def estimates(frames: np.ndarray) -> np.ndarray:
-        sums = phase_gradient_sums(pyramid.bands(frames.astype(np.float32)), prepared)
+        frames = frames.astype(np.float32)
+        sums = first_order_sums(frames) if first_order else phase_gradient_sums(pyramid.bands(frames), prepared)
         info = fisher
         if merge:
             sums, info = merge_regions(sums, fisher, grid * grid)
         return -(sums @ direction) / np.einsum("i,cij,j->c", direction, info, direction)
 
-    # The measurement runs in float32: a difference over a small step is rounding (0.3 % of the Gram at
-    # 0.05 grey levels, enough to fail 1 random case in 80), over a large one it meets the phases'
-    # curvature. Fourth-order differences over steps of 0.1-0.175, averaged, keep both under 0.06 %
-    # (150 random cases; the simple difference at 0.05: up to 0.3 %).
-    unit = np.eye(texture.size).reshape(-1, *shape)
-
-    def difference(step: float) -> np.ndarray:
-        return (estimates(texture + step * unit) - estimates(texture - step * unit)).T
-
-    jacobian = np.mean([(8 * difference(h) - difference(2 * h)) / (12 * h) for h in (0.1, 0.125, 0.15, 0.175)],
-                       axis=0)
+    step = 1.0 if first_order else 0.05
+    impulses = np.eye(texture.size).reshape(-1, *shape) * step
+    jacobian = (estimates(texture + impulses) - estimates(texture - impulses)).T / (2 * step)
     model = band_noise_covariance(pyramid, prepared, direction, merge_regions=merge)
     scale = np.sqrt(np.outer(np.diag(model), np.diag(model)))
     return jacobian @ jacobian.T / scale, model / scale
@@ -89,14 +93,20 @@ def test_noise_covariance_of_several_scales_is_the_measurements_jacobian_gram(sh
 @settings(max_examples=8, deadline=None)
 @given(rows=st.integers(8, 28), cols=st.integers(8, 28), orientations=st.integers(1, 4), grid=st.integers(1, 3),
        merge=st.booleans(), angle=st.floats(0, np.pi), seed=st.integers(0, 100))
-@example(rows=24, cols=25, orientations=2, grid=3, merge=False, angle=1.0, seed=16)  # failed with simple differences
+@example(rows=24, cols=25, orientations=2, grid=3, merge=False, angle=1.0, seed=16)  # the phase path: 0.36 % off
+@example(rows=8, cols=25, orientations=4, grid=2, merge=False, angle=2.44, seed=59)  # the phase path: 0.7 % off
 def test_noise_covariance_is_the_jacobian_gram_for_any_frame_and_bands(rows, cols, orientations, grid, merge, angle,
                                                                        seed):
-    """Odd and even sizes, 1 to 4 orientations, regions or not, any direction: the model is J J^T."""
+    """Odd and even sizes, 1 to 4 orientations, regions or not, any direction: the model is J J^T of
+    the first-order measurement, exactly (measured: within 3e-5 over 400 random cases). That measurement
+    is the phase path's to first order (tests/test_linear.py: their sums agree to 0.1 % for small
+    motion); the phase path's own Jacobian departs from the model by up to 1 % where a coefficient is
+    near zero, and at 0.05 grey levels its differences carry up to 0.4 % of float32's rounding:
+    compared with it, this test failed at random (the examples above)."""
     pyramid = SteerablePyramid((rows, cols), scales=1, orientations=orientations)
     direction = np.array([np.sin(angle), np.cos(angle)])
-    measured, model = _jacobian_gram_and_model(pyramid, grid, merge, direction, seed=seed)
-    np.testing.assert_allclose(measured, model, atol=3e-3)
+    measured, model = _jacobian_gram_and_model(pyramid, grid, merge, direction, seed=seed, first_order=True)
+    np.testing.assert_allclose(measured, model, atol=5e-4)
 
 
 @settings(max_examples=40, deadline=None)
