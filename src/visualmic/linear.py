@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from .motion import BandReference, kernel_spectra, region_kernels, regularised_power
+from .motion import BandReference, kernel_spectra, region_kernels
 from .pyramid import SteerablePyramid
 
 __all__ = ["LinearSums", "channel_kernels", "kept_blocks", "linear_available", "LINEAR_BELOW_RAD", "CHUNK_BYTES"]
@@ -83,11 +83,11 @@ def channel_kernels(pyramid: SteerablePyramid, reference: BandReference, index: 
     info = pyramid.bands_info[index]
     rows, cols = pyramid.shape
     c_ref = np.conj(reference.conj_ref)
-    power = regularised_power(c_ref)
-    gain = reference._inverse_power
-    batches = [region_kernels(c_ref * (reference.weights[2 + i] + 1j * (reference.weights[i] / power)), c_ref,
-                              reference.labels, reference.offset[:, i] * gain) for i in range(2)]
-    batches.append(iter([(c_ref * gain).astype(np.complex64)[None]]))
+    batches = []
+    for along in np.eye(2):  # the sums along y, then along x
+        v, gain_weight = reference.first_order_weights(along)
+        batches.append(region_kernels(v, c_ref, reference.labels, gain_weight))
+    batches.append(iter([(c_ref * reference._inverse_power).astype(np.complex64)[None]]))
     half_plane = np.arange(rows * (cols // 2 + 1))
     kernels = []
     for batch in (b for part in batches for b in part):

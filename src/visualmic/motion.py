@@ -90,6 +90,29 @@ class BandReference:
                   for part in (self.weights[0:2], self.weights[2:4])]
         return spread[0], spread[1]
 
+    def first_order_weights(self, along: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """To first order, the sums along ``along`` (``(2,)``: y, x) of region r are
+        ``Re sum_x c(x) conj(v(x))`` over its coefficients less ``gain_weight[r]`` times the band's
+        brightness gain (the flicker correction): ``(v, gain_weight)``, as :func:`region_kernels` takes them.
+
+        With ``q = c conj(c_r)``, the phase term's ``angle(q)`` is ``Im(q) / |c_r|**2`` to first order
+        (the power regularised, :func:`regularised_power`), so ``v = c_r (alpha + i beta / A**2)``, alpha
+        and beta the amplitude and phase weights along ``along``.
+
+        Examples
+        --------
+        >>> pyr = SteerablePyramid((32, 32))
+        >>> frame = np.random.default_rng(0).random((1, 32, 32), dtype=np.float32)
+        >>> ref = prepare_references(pyr, reference_bands(pyr.bands(frame)), grid=2)[0]
+        >>> v, gain_weight = ref.first_order_weights(np.array([0.0, 1.0]))  # along x
+        >>> v.shape, gain_weight.shape
+        ((480,), (4,))
+        """
+        phase, amplitude = np.asarray(along, dtype=np.float32) @ self.weights.reshape(2, 2, -1)
+        c_ref = np.conj(self.conj_ref)
+        v = c_ref * (amplitude + 1j * (phase / regularised_power(c_ref)))
+        return v, (self.offset @ along) * self._inverse_power
+
     @functools.cached_property
     def _amplitude_interleaved(self) -> np.ndarray:
         """``(2P, 2R + 2)``: amplitude weights at the real parts' positions of an interleaved
@@ -380,23 +403,18 @@ def band_noise_covariance(
     spectra, informations = [], []
     half_plane = np.arange(pyramid.shape[0] * (pyramid.shape[1] // 2 + 1))
     for info, support, ref in zip(pyramid.bands_info, pyramid.half_plane_supports, references):
-        c_ref = np.conj(ref.conj_ref)
-        # A region's estimate is linear in its sums: u.dS = Re sum_x dc(x) conj(v(x)),
-        # v = c_ref (alpha + i beta / A^2) with alpha, beta the amplitude and phase weights
-        # along u (zero outside the region), divided by its information u.F u.
-        along = direction.astype(np.float32) @ ref.weights.reshape(2, 2, -1)  # (phase, amplitude) along u
-        v = c_ref * (along[1] + 1j * (along[0] / regularised_power(c_ref)))
+        # A region's estimate is linear in its sums, u.dS = Re sum_x dc(x) conj(v(x)) (v zero outside the
+        # region) less (u.offset) dg, dg the band's brightness gain: divided by its information u.F u.
+        v, gain_weight = ref.first_order_weights(direction)
+        gain_weight = gain_weight.astype(np.float32)  # (R,)
         information = np.einsum("i,rij,j->r", direction, ref.fisher, direction)
-        # The flicker correction subtracts the band's brightness gain times the region's offset:
-        # u.dS -= (u.offset) dg, with dg = Re sum_x dc(x) conj(c_ref(x)) / sum A^2 over the whole band.
-        gain_weight = ((ref.offset @ direction) * ref._inverse_power).astype(np.float32)  # (R,)
         if merge_regions:
             gain_weight, information = gain_weight.sum(keepdims=True), information.sum(keepdims=True)
         # Bands reading most of the half plane (the finest scales) keep it whole: no gathers in the Gram.
         bins = half_plane if 2 * support.size >= half_plane.size else support
         spectra.append((bins, np.zeros((gain_weight.size, bins.size), dtype=np.complex64)))
-        kernel_spectra(region_kernels(v, c_ref, ref.labels, gain_weight), info, bins, pyramid.shape,
-                        out=spectra[-1][1])
+        kernel_spectra(region_kernels(v, np.conj(ref.conj_ref), ref.labels, gain_weight), info, bins,
+                       pyramid.shape, out=spectra[-1][1])
         informations.append(information)
     information = np.concatenate(informations)
     scale = np.divide(-1.0, information, out=np.zeros_like(information), where=information > 0)
@@ -407,7 +425,7 @@ KERNELS_AT_ONCE = 4  # regions' kernels transformed together: a few MB at a time
 
 
 def region_kernels(v: np.ndarray, c_ref: np.ndarray, labels: np.ndarray,
-                    gain_weight: np.ndarray) -> Iterator[np.ndarray]:
+                   gain_weight: np.ndarray) -> Iterator[np.ndarray]:
     """The regions' weights ``v * [labels == r] - gain_weight[r] * c_ref`` (flat, band-sized), a few
     regions at a time: ``(k, pixels)`` complex64 arrays, regions in order; one region: the whole band."""
     if gain_weight.size == 1:
@@ -426,7 +444,7 @@ def region_kernels(v: np.ndarray, c_ref: np.ndarray, labels: np.ndarray,
 
 
 def kernel_spectra(kernels: Iterable[np.ndarray], info: Band, bins: np.ndarray, frame_shape: tuple[int, int], *,
-                    out: np.ndarray) -> None:
+                   out: np.ndarray) -> None:
     """Image-domain spectra of the kernels ``h`` with ``Re sum_x band(I)(x) conj(v(x)) = sum_y h(y) I(y)``,
     added to ``out``.
 
