@@ -90,6 +90,22 @@ def test_lossy_video_is_flagged_and_grey(tmp_path):
     assert np.corrcoef(out[0].ravel(), frames[0].ravel())[0, 1] > 0.9
 
 
+@pytest.mark.parametrize("codec, suffix, qualities", [("mjpeg", ".avi", (2, 8, 31)), ("h264", ".mp4", (5, 25, 45))])
+def test_lossy_quality_sets_the_codec_error(tmp_path, codec, suffix, qualities):
+    """``quality`` reaches the encoder: a finer quantiser (MJPEG qscale, H.264 CRF) keeps the frames closer."""
+    x = np.linspace(0, 6 * np.pi, 48)
+    frames = np.stack([np.clip(128 + 60 * np.sin(x[None, :] + 0.3 * k) * np.cos(0.7 * x[:, None]), 0, 255)
+                       for k in range(6)]).astype(np.uint8)
+    errors = []
+    for quality in qualities:
+        path = tmp_path / f"v{quality}{suffix}"
+        write_video(path, [frames], fps=500, codec=codec, quality=quality)
+        decoded = _read_all(open_source(path), np.uint8)
+        reference = frames if codec == "mjpeg" else 16 + 219 / 255 * frames.astype(np.float32)  # limited range
+        errors.append(float(np.sqrt(np.mean((decoded - reference) ** 2))))
+    assert errors[0] < 0.7 * errors[1] and errors[1] < 0.7 * errors[2], errors
+
+
 def test_playback_rate_is_noted_for_high_speed_work_only(tmp_path):
     from visualmic.api import resolve_fps
 

@@ -174,7 +174,9 @@ def write_video(
                     if quality is not None and codec == "h264":
                         stream.options = {"crf": str(quality)}
                     elif quality is not None and codec == "mjpeg":
-                        stream.codec_context.qscale = int(quality)
+                        # A fixed quantiser scale: FFmpeg's rate control held at it (the codec context's
+                        # qscale flag alone gives every value the same, finest, file)
+                        stream.options = {"qmin": str(quality), "qmax": str(quality)}
                     in_format = "gray16le" if deep else "gray"
                 for frame in frames:
                     picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=in_format)
