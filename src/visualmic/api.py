@@ -331,6 +331,9 @@ def recover(
     started = time.perf_counter()
     src = open_source(source)
     try:
+        if opts.dequantize == "soft":
+            opts = _dequantize_softly(src, opts, clustered=scheduler is not None or workers is not None,
+                                      progress=progress)
         cache = None if cache_dir is None else _chunk_cache(cache_dir, source, opts, src.meta)
         if scheduler is None and workers is None:
             return _recover(src, opts, progress=progress, started=started, cache=cache)
@@ -348,10 +351,26 @@ def _chunk_cache(cache_dir: str | Path, source: object, opts: RecoverOptions, me
     stat = path.stat()
     measuring = {k: v for k, v in opts.to_dict().items()
                  if k in ("fps", "roi", "downsample", "scales", "orientations", "method", "reference_frames",
-                          "regions", "border_px", "chunk_frames", "device")}
+                          "regions", "border_px", "chunk_frames", "device", "dequantize")}
     key = cache_key(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns, frames=meta.frame_count,
                     version=__version__, **measuring)
     return ChunkCache(cache_dir, key)
+
+
+def _dequantize_softly(src: FrameSource, opts: RecoverOptions, *, clustered: bool, progress: bool) -> RecoverOptions:
+    """``dequantize="soft"``: decide it on the source (MJPEG only), and combine the frame as a whole
+    where it applies (the regions' noise model does not describe softly dequantised frames)."""
+    if not getattr(src, "can_dequantize_softly", False):
+        kind = src.meta.codec or src.meta.format
+        src.meta.notes.append(f"--dequantize soft applies to MJPEG video; this input ({kind}) is used as read")
+        return opts
+    if clustered:
+        raise InputError("--dequantize soft does not run on a Dask cluster yet (its workers read the file themselves)")
+    plan = src.dequantize_softly(progress=progress)
+    if not plan.applied or opts.regions == 1:
+        return opts
+    src.meta.notes.append("softly dequantised frames are combined as a whole frame (--regions 1)")
+    return replace(opts, regions=1)
 
 
 # The kernels' set-up (0.22 s for 2 bands at 512², 1 s for 10 bands at 334x250) against the phase path's
@@ -671,7 +690,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
             options=opts,
             highpass_hz=highpass_hz,
             wall_s=time.perf_counter() - started,
-            notes=notes + denoise_notes + rate_notes,
+            notes=notes + meta.notes + denoise_notes + rate_notes,
             warnings=warnings,
             kept_tones_hz=kept,
             device=device_description(device),
@@ -937,7 +956,7 @@ def vibration_map(
             frequencies_hz=frequencies, phasors_px=projected, direction_deg=directions,
             information=cells.information, cell_px=cell_px, frame=first_frame, fps=fps, fps_origin=fps_origin,
             frames=dft.count, roi=roi, downsample=opts.downsample, meta=meta, chosen_by=chosen_by,
-            notes=notes, warnings=warnings + meta.warnings,
+            notes=notes + meta.notes, warnings=warnings + meta.warnings,
         )
     finally:
         src.close()
@@ -1026,7 +1045,7 @@ def measure_motion(
             raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
         return MotionSeries(
             displacement_px=np.stack([s[:count] for s in series], axis=1), rois=regions, fps=fps,
-            fps_origin=fps_origin, meta=meta, notes=notes, warnings=warnings + meta.warnings,
+            fps_origin=fps_origin, meta=meta, notes=notes + meta.notes, warnings=warnings + meta.warnings,
         )
     finally:
         src.close()
@@ -1366,7 +1385,7 @@ def recover_rolling(
             audio=audio.astype(np.float32), rate_hz=rate_hz, grid_signal=sound, grid_rate_hz=float(grid_rate_hz),
             observed=observed, row_displacement_px=rows, band_hz=(float(highpass_hz), top),
             noise_floor_px=noise_floor, timing=timing, fps_origin=fps_origin, frames=rows.shape[0],
-            roi=roi_checked, meta=meta, wall_s=time.perf_counter() - started, notes=notes,
+            roi=roi_checked, meta=meta, wall_s=time.perf_counter() - started, notes=notes + meta.notes,
             warnings=warnings + meta.warnings, repeated_frames=repeated,
         )
     finally:

@@ -19,7 +19,7 @@ import soundfile
 
 from . import __version__
 from .api import calibrate_line_delay, inspect, measure_motion, recover, recover_rolling, vibration_map
-from .config import DENOISERS, DEVICES_HELP, METHODS, STANDARD_RATE_HZ, RecoverOptions
+from .config import DENOISERS, DEQUANTIZERS, DEVICES_HELP, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .engine import peak_memory_mb
 from .errors import InputError
 from .outputs import (
@@ -176,6 +176,9 @@ def main() -> None:
                    "auto: measure in parts and keep them only when they give a clearly better estimate.")
 @click.option("--border", "border_px", type=float, default=RecoverOptions.border_px, show_default=True,
               help="Pixels over which weights fade out at the frame's edges.")
+@click.option("--dequantize", type=click.Choice(DEQUANTIZERS), default=RecoverOptions.dequantize, show_default=True,
+              help="MJPEG: 'soft' takes every DCT coefficient at its mean given its quantisation level "
+                   "(small motion of a rigid surface: +1.3 to +3 dB; the frame is combined as a whole).")
 @click.option("--rolling-shutter", is_flag=True,
               help="Every row is a sample at its own time: sound above the frame rate (needs --line-delay).")
 @click.option("--line-delay", "line_delay_s", type=float, default=None,
@@ -206,7 +209,7 @@ def main() -> None:
 def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
                     scales: int | None, orientations: int, method: str, reference_frames: int,
                     highpass_hz: float | None, denoise: str, rate: str, regions: str, border_px: float,
-                    rolling_shutter: bool, line_delay_s: float | None, line_rate_hz: float | None,
+                    dequantize: str, rolling_shutter: bool, line_delay_s: float | None, line_rate_hz: float | None,
                     exposure_s: float, row_order: str, frame_offsets: bool, report: Path | None,
                     reference: Path | None, scheduler: str | None, workers: int | None, cache_dir: Path | None,
                     threads: int | None, device: str, as_json: bool, quiet: bool) -> None:
@@ -219,10 +222,11 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     _check_output(output, (".wav",))
     if rolling_shutter or line_delay_s is not None or line_rate_hz is not None:
         if (report is not None or regions not in ("auto", "1") or method != "phase" or denoise != "none"
-                or downsample != 1 or cache_dir is not None or scheduler is not None or workers is not None):
+                or downsample != 1 or cache_dir is not None or scheduler is not None or workers is not None
+                or dequantize != "decoded"):
             raise InputError("--rolling-shutter works on full-resolution rows with the phase method; it does not "
                              "take --report, --regions, --method davis2014, --denoise, --downsample, --cache, "
-                             "--scheduler or --workers yet")
+                             "--scheduler, --workers or --dequantize yet")
         delay = _line_delay(line_delay_s, line_rate_hz, rolling_shutter)
         result = recover_rolling(
             video, line_delay_s=delay, fps=fps, exposure_s=exposure_s, roi=parse_roi(roi) if roi else None,
@@ -260,6 +264,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         border_px=border_px,
         threads=threads,
         device=device,
+        dequantize=dequantize,
     )
     result = recover(video, options=options, progress=not quiet, cache_dir=cache_dir, scheduler=scheduler,
                      workers=workers)

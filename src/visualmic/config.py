@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from .errors import InputError
 from .sources.base import Roi
 
-__all__ = ["RecoverOptions", "check_fps", "check_device", "DEVICES_HELP", "METHODS", "DENOISERS",
+__all__ = ["RecoverOptions", "check_fps", "check_device", "DEVICES_HELP", "METHODS", "DENOISERS", "DEQUANTIZERS",
            "STANDARD_RATE_HZ", "MIN_FRAMES", "AUTO_GRID", "AUTO_MARGIN_DB",
            "AUTO_FLOOR_DB"]
 
@@ -49,6 +49,7 @@ cpu, cuda, cuda:N, or torch:cpu
 
 METHODS = ("phase", "davis2014")
 DENOISERS = ("none", "spectral", "mmse")
+DEQUANTIZERS = ("decoded", "soft")
 STANDARD_RATE_HZ = 48000
 MIN_FRAMES = 16
 AUTO_GRID = 4  # regions per side measured by regions="auto"
@@ -114,6 +115,12 @@ class RecoverOptions:
         Where frames are measured: ``"auto"`` (a CUDA GPU when torch sees one,
         else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"torch:cpu"``
         (the GPU code on the CPU, for testing). See :mod:`visualmic.gpu`.
+    dequantize : {"decoded", "soft"}
+        MJPEG only. ``"soft"``: every DCT coefficient at its mean given its quantisation
+        level (:mod:`visualmic.dequantize`): +1.3 to +3 dB on a rigid surface moving well
+        under the camera noise's reach (left as decoded where the motion is larger); the
+        frame is then combined as a whole (the regions' noise model does not describe
+        such frames yet). ``"decoded"``: the frames as the decoder gives them.
     """
 
     fps: float | None = None
@@ -132,12 +139,15 @@ class RecoverOptions:
     chunk_frames: int | None = None
     threads: int | None = None
     device: str = "auto"
+    dequantize: str = "decoded"
 
     def __post_init__(self) -> None:
         check_fps(self.fps)
         check_device(self.device)
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.dequantize not in DEQUANTIZERS:
+            raise InputError(f"unknown dequantisation {self.dequantize!r}: choose one of {', '.join(DEQUANTIZERS)}")
         if self.denoise not in DENOISERS:
             raise InputError(f"unknown denoiser {self.denoise!r}: choose one of {', '.join(DENOISERS)}")
         if self.denoise == "mmse" and self.method == "davis2014":

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
+from tqdm import tqdm
 
+from .. import dequantize
 from ..errors import InputError
 from .base import FrameSource, Meta, stored_type
 
@@ -73,6 +77,62 @@ def _rate_from_timestamps(container: av.container.InputContainer, stream: av.vid
     return float((len(stamps) - 1) / ((max(stamps) - min(stamps)) * stream.time_base))
 
 
+@dataclass
+class SoftDequantization:
+    """How a JPEG-coded video's frames are dequantised (see :mod:`visualmic.dequantize`).
+
+    Attributes
+    ----------
+    groups : list of tuple
+        ``(start, stop, quantiser)`` runs of frames that share one law; ``quantiser`` is None
+        for runs left as decoded (too short, or no table found).
+    noise_grey : float
+        Camera noise estimated from the levels (NaN: no coefficient to estimate it from).
+    change_to_noise : float
+        The largest :func:`~visualmic.dequantize.change_to_noise_ratio` of the groups.
+    shift_rms_px : float
+        The largest rms shift of the groups (:func:`~visualmic.dequantize.explained_change`).
+    applied : bool
+        Whether the frames come out soft (the motion small enough against the noise).
+    """
+
+    groups: list[tuple[int, int, np.ndarray | None]]
+    noise_grey: float
+    change_to_noise: float
+    shift_rms_px: float
+    applied: bool
+
+    def note(self) -> str:
+        """One line for the user."""
+        if self.applied:
+            return (f"MJPEG: every DCT coefficient taken at its mean given its quantisation level (soft "
+                    f"dequantisation; camera noise {self.noise_grey:.2f} grey levels, from the levels)")
+        if not np.isfinite(self.noise_grey):
+            return "MJPEG: the quantisation levels give no estimate of the noise; frames used as decoded"
+        return (f"MJPEG: frames used as decoded; soft dequantisation would bend motion this large (change "
+                f"{self.change_to_noise:.3g} x the noise power, limit {dequantize.MAX_CHANGE_TO_NOISE}; rms shift "
+                f"{self.shift_rms_px:.3f} px, limit {dequantize.MAX_SHIFT_RMS_PX})")
+
+
+def _frame_runs(tables: list[np.ndarray | None], group_frames: int) -> list[tuple[int, int, np.ndarray | None]]:
+    """Runs of frames coded with the same table, cut into near-equal groups of ``group_frames`` to
+    twice that; runs shorter than :data:`~visualmic.dequantize.MIN_FRAMES` (or without a table) are
+    left as decoded."""
+    runs, start = [], 0
+    for index in range(1, len(tables) + 1):
+        if index < len(tables) and tables[index] is not None and tables[start] is not None \
+                and np.array_equal(tables[index], tables[start]):
+            continue
+        length, table = index - start, tables[start]
+        if table is None or length < dequantize.MIN_FRAMES:
+            runs.append((start, index, None))
+        else:
+            edges = np.linspace(start, index, max(1, length // group_frames) + 1).astype(int)
+            runs += [(int(a), int(b), table) for a, b in zip(edges[:-1], edges[1:])]
+        start = index
+    return runs
+
+
 class VideoSource(FrameSource):
     """Frames of the first video stream of a file, decoded one chunk at a time.
 
@@ -90,6 +150,7 @@ class VideoSource(FrameSource):
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._soft: SoftDequantization | None = None
         try:
             container = av.open(str(path))
         except av.error.FFmpegError as exc:
@@ -142,15 +203,120 @@ class VideoSource(FrameSource):
         if meta.format == "avi" and meta.fps >= 599.0:
             meta.rate_warnings.append("FFmpeg's AVI writer stores at most 600 fps, so this rate may be a cap")
 
-    def _chunks(
-        self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
-    ) -> Iterator[tuple[int, np.ndarray]]:
+    @property
+    def can_dequantize_softly(self) -> bool:
+        """Whether :meth:`dequantize_softly` applies: JPEG-coded frames (MJPEG)."""
+        return self.meta.codec == "mjpeg"
+
+    def dequantize_softly(self, *, progress: bool = False) -> SoftDequantization:
+        """Decide, once, whether this MJPEG video's frames come out softly dequantised, and how
+        (a first pass over the file, with a progress bar on a terminal if asked: the noise from the
+        levels of up to three groups, the motion from every group); every later read follows the
+        decision, which is noted in :attr:`meta`."""
+        if not self.can_dequantize_softly:
+            raise ValueError(f"soft dequantisation needs JPEG-coded frames, not {self.meta.codec}")
+        if self._soft is None:
+            self._soft = self._plan_soft_dequantization(progress)
+            self.meta.notes.append(self._soft.note())
+        return self._soft
+
+    def _plan_soft_dequantization(self, progress: bool) -> SoftDequantization:
+        height, width = self.meta.height // 8 * 8, self.meta.width // 8 * 8
+        group_frames = int(np.clip(dequantize.GROUP_BYTES / (4 * max(height * width, 1)),
+                                   dequantize.MIN_FRAMES, dequantize.GROUP_FRAMES))
+        tables = [table for table, _ in self._packets_and_frames(frames=False)]
+        groups = _frame_runs(tables, group_frames)
+        coded = [g[0] for g in groups if g[2] is not None]  # first frames of the groups with a law
+        sampled = {coded[0], coded[len(coded) // 2], coded[-1]} if coded else set()  # for the noise
+        noises, powers = [], []
+        bar = tqdm(total=groups[-1][1] if groups else 0, unit="frame", desc="MJPEG levels", file=sys.stderr,
+                   disable=not (progress and sys.stderr.isatty()), leave=False)
+        for (first, last, table), frames in self._groups(groups, slice(0, height), slice(0, width)):
+            bar.update(last - first)
+            if table is None:
+                continue
+            powers.append(dequantize.explained_change(frames))
+            if first in sampled:
+                noises.append(dequantize.estimate_level_noise(dequantize.block_levels(frames, table), table))
+        bar.close()
+        finite = [n for n in noises if np.isfinite(n)]
+        noise = min(finite) if finite else float("nan")  # motion only ever adds spread
+        ratio = max((dequantize.change_to_noise_ratio(p, noise) for p, _ in powers), default=float("inf")) \
+            if finite else float("inf")
+        shift = max((s for _, s in powers), default=float("inf"))
+        applied = ratio < dequantize.MAX_CHANGE_TO_NOISE and shift < dequantize.MAX_SHIFT_RMS_PX
+        return SoftDequantization(groups, noise, ratio, shift, bool(applied))
+
+    def _open(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        """The file opened for decoding, its video stream on FFmpeg's threads."""
         try:
             container = av.open(str(self._path))
         except av.error.FFmpegError as exc:
             raise InputError(f"{self._path}: cannot open the video ({exc.strerror or exc})") from None
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        return container, stream
+
+    def _packets_and_frames(self, *, frames: bool = True) -> Iterator[tuple[np.ndarray | None, np.ndarray | None]]:
+        """Every frame's luma quantisation table and (with ``frames``) its grey plane, in order (an
+        intra-only codec decodes its packets in order, so the n-th frame is the n-th packet's)."""
+        container, stream = self._open()
+        tables: list[np.ndarray | None] = []
+        index = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size:
+                    tables.append(dequantize.jpeg_luma_quantiser(bytes(packet)))
+                    if not frames:
+                        yield tables[-1], None
+                        continue
+                if frames:
+                    for frame in packet.decode():
+                        yield (tables[index] if index < len(tables) else None), _grey(frame)
+                        index += 1
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self._path}: corrupt video data after frame {index} ({exc.strerror or exc})") from None
+        finally:
+            container.close()
+
+    def _groups(self, groups: list[tuple[int, int, np.ndarray | None]], rows: slice, cols: slice,
+                soft: SoftDequantization | None = None, from_frame: int = 0,
+                ) -> Iterator[tuple[tuple[int, int, np.ndarray | None], np.ndarray]]:
+        """The frames of each group that ends after ``from_frame``, as float32, cropped; dequantised
+        softly with ``soft`` where it applies (the group before the first one yielded is fitted too,
+        for its law to pass smoothly to the next)."""
+        height, width = self.meta.height // 8 * 8, self.meta.width // 8 * 8
+        softly = soft is not None and soft.applied
+        wanted = next((i for i, g in enumerate(groups) if g[1] > from_frame), len(groups))
+        frames = iter(self._packets_and_frames())
+        law, law_table = None, None  # the previous group's law, and its table
+        for index, group in enumerate(groups):
+            first, last, table = group
+            if index < wanted - (1 if softly else 0):
+                for _ in range(last - first):
+                    next(frames)
+                continue
+            block = np.empty((last - first, self.meta.height, self.meta.width), dtype=np.float32)
+            for i in range(last - first):
+                block[i] = next(frames)[1]
+            if softly and table is not None:
+                previous = law if law_table is not None and np.array_equal(law_table, table) else None
+                block[:, :height, :width], law = dequantize.soft_dequantize(
+                    block[:, :height, :width], table, noise_grey=soft.noise_grey, previous=previous)
+                law_table = table
+            else:
+                law, law_table = None, None
+            if index >= wanted:
+                yield group, block[:, rows, cols]
+
+    def _chunks(
+        self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        soft = self._soft
+        if soft is not None and soft.applied:
+            yield from self._soft_chunks(soft, chunk_frames, start, stop, rows, cols)
+            return
+        container, stream = self._open()
         block: np.ndarray | None = None
         filled = index = 0
         first = max(start, 0)
@@ -174,3 +340,22 @@ class VideoSource(FrameSource):
             container.close()
         if filled:
             yield first, block[:filled]
+
+    def _soft_chunks(self, soft: SoftDequantization, chunk_frames: int, start: int, stop: int | None,
+                     rows: slice, cols: slice) -> Iterator[tuple[int, np.ndarray]]:
+        """Chunks of softly dequantised frames: whole groups are dequantised, then cut into chunks."""
+        start = max(start, 0)
+        end = soft.groups[-1][1] if stop is None else min(stop, soft.groups[-1][1])
+        groups = [g for g in soft.groups if g[0] < end]
+        pending: list[np.ndarray] = []
+        held, first = 0, start
+        for (group_first, group_last, _), frames in self._groups(groups, rows, cols, soft, from_frame=start):
+            pending.append(frames[max(start - group_first, 0):min(end, group_last) - group_first])
+            held += pending[-1].shape[0]
+            while held >= chunk_frames:
+                joined = np.concatenate(pending)
+                yield first, joined[:chunk_frames]
+                first, held = first + chunk_frames, joined.shape[0] - chunk_frames
+                pending = [joined[chunk_frames:]]
+        if held:
+            yield first, np.concatenate(pending)
