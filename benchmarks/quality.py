@@ -21,8 +21,9 @@ view and new texture enters: the frames are not periodic) under 120 Hz flicker;
 the rigid scene through MJPEG and through H.264 at the codecs' default quality
 (FFmpeg's: a 200 kb/s rate control that at 2200 fps holds MJPEG between its
 quantiser scales 16 and 31; CRF 23 for H.264), and through MJPEG at the fixed
-scales 3 (fine) and 31 (the coarsest); MJPEG also with ``--dequantize soft``
-(its coefficients at their means given their levels, :mod:`visualmic.dequantize`).
+scales 3 (fine) and 31 (the coarsest); MJPEG also with ``--dequantize decoded``
+(the default, ``auto``, takes the coefficients at their means given their levels
+where that is estimated to be better, :mod:`visualmic.dequantize`).
 At 0.05 px H.264 copies almost every frame (nothing is left to recover), so
 the rigid scene also goes through H.264 at 0.3 and 1 px, where the codec keeps
 some of the motion. Two more columns put these figures in context: the 2014
@@ -152,10 +153,10 @@ def issue_scenes(seconds: float) -> list[dict]:
             drifting_far, amplitude_px=float(np.abs(drifting_far).max()), seed=55, flicker_hz=120.0, flicker_depth=0.1,
             **{**common, "size": (192, 192)}, view=(128, 128)), "ffv1"),
         ("rigid, MJPEG", rigid, "mjpeg"),
-        ("rigid, MJPEG, --dequantize soft", rigid, "mjpeg+soft"),
+        ("rigid, MJPEG, --dequantize decoded", rigid, "mjpeg+decoded"),
         ("rigid, MJPEG qscale 3", rigid, "mjpeg:3"),
         ("rigid, MJPEG qscale 31", rigid, "mjpeg:31"),
-        ("rigid, MJPEG qscale 31, --dequantize soft", rigid, "mjpeg:31+soft"),
+        ("rigid, MJPEG qscale 31, --dequantize decoded", rigid, "mjpeg:31+decoded"),
         ("rigid, H.264", rigid, "h264"),
         ("rigid 0.3 px, H.264", make_scene(sound, amplitude_px=0.3, seed=51, **common), "h264"),
         ("rigid 1 px, H.264", make_scene(sound, amplitude_px=1.0, seed=51, **common), "h264"),
@@ -174,8 +175,7 @@ def issue_scenes(seconds: float) -> list[dict]:
                 return snr_db(sound, scene.displacement_px, fps=FPS, band_hz=BAND, trim=200)
 
             for method in ("phase", "davis2014"):
-                rec = visualmic.recover(video, fps=FPS, method=method,
-                                        dequantize=dequantize if dequantize and method == "phase" else "decoded")
+                rec = visualmic.recover(video, fps=FPS, method=method, dequantize=dequantize or "auto")
                 row[f"{method}_db"] = score(rec.native_audio)
                 if method == "davis2014":
                     row["davis2014_zero_phase_db"] = score(zero_phase_2014(rec))

@@ -142,13 +142,30 @@ def small_motion(tmp_path_factory):
 
 def test_soft_dequantisation_recovers_small_motion_better(small_motion):
     path, scene = small_motion
-    decoded = visualmic.recover(path, fps=FPS)
+    decoded = visualmic.recover(path, fps=FPS, dequantize="decoded")
     soft = visualmic.recover(path, fps=FPS, dequantize="soft")
     score = {name: snr_db(r.native_audio, scene.displacement_px, fps=FPS, band_hz=(80, 1000), trim=200)
              for name, r in (("decoded", decoded), ("soft", soft))}
     assert score["soft"] > score["decoded"] + 1.0, score  # measured: 6.2 against 4.1 dB (96², 1 s)
     assert any("at its mean given its quantisation level" in n for n in soft.notes)
     assert any("as a whole frame" in n for n in soft.notes) and soft.region_grid == 1
+    auto = visualmic.recover(path, fps=FPS)  # the default tries both and keeps the soft frames here
+    assert np.array_equal(auto.displacement_px, soft.displacement_px)
+    assert any("soft frames kept" in n for n in auto.notes)
+
+
+def test_auto_keeps_the_decoded_frames_of_parts_moving_in_opposition(tmp_path):
+    sound = melody(1.0, rate_hz=FPS, seed=41)
+    scene = make_scene(sound, amplitude_px=0.05, mode="opposite", seed=53, fps=FPS, size=(96, 96),
+                       camera=Camera(read_noise=2.0))
+    path = tmp_path / "opposite.mov"
+    write_video(path, scene.frames(), fps=FPS, codec="mjpeg")
+    decoded = visualmic.recover(path, fps=FPS, dequantize="decoded")
+    auto = visualmic.recover(path, fps=FPS)
+    assert decoded.region_grid > 1  # the halves need the regions, which soft frames do not use
+    assert np.array_equal(auto.displacement_px, decoded.displacement_px)
+    assert any("decoded frames kept" in n for n in auto.notes)
+    assert not any("at its mean given its quantisation level" in n for n in auto.notes)
 
 
 def test_soft_chunks_are_the_same_however_they_are_read(small_motion):
@@ -164,9 +181,11 @@ def test_soft_chunks_are_the_same_however_they_are_read(small_motion):
 
 def test_large_motion_is_left_as_decoded(tmp_path):
     path, _ = _mjpeg(tmp_path, 0.6)
-    decoded = visualmic.recover(path, fps=FPS)
+    decoded = visualmic.recover(path, fps=FPS, dequantize="decoded")
     soft = visualmic.recover(path, fps=FPS, dequantize="soft")
+    auto = visualmic.recover(path, fps=FPS)
     assert np.array_equal(soft.displacement_px, decoded.displacement_px)
+    assert np.array_equal(auto.displacement_px, decoded.displacement_px)
     assert any("frames used as decoded" in n for n in soft.notes)
 
 

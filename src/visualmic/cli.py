@@ -178,7 +178,8 @@ def main() -> None:
               help="Pixels over which weights fade out at the frame's edges.")
 @click.option("--dequantize", type=click.Choice(DEQUANTIZERS), default=RecoverOptions.dequantize, show_default=True,
               help="MJPEG: 'soft' takes every DCT coefficient at its mean given its quantisation level "
-                   "(small motion of a rigid surface: +1.3 to +3 dB; the frame is combined as a whole).")
+                   "(small motion of a surface moving as one: +1 to +3 dB; the frame is combined as a whole); "
+                   "'auto' recovers both ways and keeps soft values only when clearly better.")
 @click.option("--rolling-shutter", is_flag=True,
               help="Every row is a sample at its own time: sound above the frame rate (needs --line-delay).")
 @click.option("--line-delay", "line_delay_s", type=float, default=None,
@@ -223,7 +224,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
     if rolling_shutter or line_delay_s is not None or line_rate_hz is not None:
         if (report is not None or regions not in ("auto", "1") or method != "phase" or denoise != "none"
                 or downsample != 1 or cache_dir is not None or scheduler is not None or workers is not None
-                or dequantize != "decoded"):
+                or dequantize == "soft"):
             raise InputError("--rolling-shutter works on full-resolution rows with the phase method; it does not "
                              "take --report, --regions, --method davis2014, --denoise, --downsample, --cache, "
                              "--scheduler, --workers or --dequantize yet")

@@ -10,7 +10,7 @@ from .sources.base import Roi
 
 __all__ = ["RecoverOptions", "check_fps", "check_device", "DEVICES_HELP", "METHODS", "DENOISERS", "DEQUANTIZERS",
            "STANDARD_RATE_HZ", "MIN_FRAMES", "AUTO_GRID", "AUTO_MARGIN_DB",
-           "AUTO_FLOOR_DB"]
+           "AUTO_FLOOR_DB", "SOFT_FLOOR_DB"]
 
 def check_fps(fps: object) -> None:
     """Raise InputError unless ``fps`` is None (unknown) or a positive, finite number.
@@ -49,7 +49,7 @@ cpu, cuda, cuda:N, or torch:cpu
 
 METHODS = ("phase", "davis2014")
 DENOISERS = ("none", "spectral", "mmse")
-DEQUANTIZERS = ("decoded", "soft")
+DEQUANTIZERS = ("auto", "decoded", "soft")
 STANDARD_RATE_HZ = 48000
 MIN_FRAMES = 16
 AUTO_GRID = 4  # regions per side measured by regions="auto"
@@ -57,6 +57,10 @@ AUTO_GRID = 4  # regions per side measured by regions="auto"
 # 0 dB the regions' estimate is up to 1.3 dB optimistic (benchmarks/quality.py, tests/test_recover.py).
 AUTO_MARGIN_DB = 2.0
 AUTO_FLOOR_DB = -4.0  # ... and the least it must be (below, estimates with many gains are optimistic)
+# The least estimated SNR for which dequantize="auto" keeps soft values (with AUTO_MARGIN_DB over the
+# decoded frames'): on lossy input the estimates are upper bounds, loose at low SNR (a membrane on a still
+# background through MJPEG: 2.4 dB estimated for -14.3 soft, 1.3 for -6.7 decoded).
+SOFT_FLOOR_DB = 6.0
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,16 @@ class RecoverOptions:
         Where frames are measured: ``"auto"`` (a CUDA GPU when torch sees one,
         else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"torch:cpu"``
         (the GPU code on the CPU, for testing). See :mod:`visualmic.gpu`.
-    dequantize : {"decoded", "soft"}
+    dequantize : {"auto", "decoded", "soft"}
         MJPEG only. ``"soft"``: every DCT coefficient at its mean given its quantisation
-        level (:mod:`visualmic.dequantize`): +1.3 to +3 dB on a rigid surface moving well
+        level (:mod:`visualmic.dequantize`): +1.0 to +3 dB on a rigid surface moving well
         under the camera noise's reach (left as decoded where the motion is larger); the
         frame is then combined as a whole (the regions' noise model does not describe
         such frames yet). ``"decoded"``: the frames as the decoder gives them.
+        ``"auto"``: where soft values apply, recover both ways and keep the soft one only
+        when its estimated SNR is higher by ``AUTO_MARGIN_DB`` and at least
+        ``SOFT_FLOOR_DB`` (a surface whose parts move differently keeps the decoded frames
+        and their regions).
     """
 
     fps: float | None = None
@@ -139,7 +147,7 @@ class RecoverOptions:
     chunk_frames: int | None = None
     threads: int | None = None
     device: str = "auto"
-    dequantize: str = "decoded"
+    dequantize: str = "auto"
 
     def __post_init__(self) -> None:
         check_fps(self.fps)

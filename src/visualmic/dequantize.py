@@ -219,10 +219,12 @@ def estimate_level_noise(levels: np.ndarray, quantiser: np.ndarray) -> float:
     2.0
     """
     flat = levels.reshape(len(levels), -1)
+    # A spread-out subset of the coefficients: the likelihood is a sum over them.
+    flat = flat[:, np.unique(np.linspace(0, flat.shape[1] - 1, 4 * NOISE_COEFFICIENTS).astype(int))]
     steps = np.broadcast_to(np.asarray(quantiser, dtype=np.float64), levels.shape[1:]).ravel()
+    steps = steps[np.unique(np.linspace(0, steps.size - 1, 4 * NOISE_COEFFICIENTS).astype(int))]
     modal = np.rint(np.median(flat, axis=0)).astype(np.int64)
-    near = np.abs(flat - modal) <= 2
-    eligible = (np.abs(modal) >= 1) & near.all(axis=0)
+    eligible = (np.abs(modal) >= 1) & (np.abs(flat - modal) <= 2).all(axis=0)
     chosen = np.flatnonzero(eligible)
     if chosen.size == 0:
         return float("nan")
@@ -247,12 +249,18 @@ def estimate_level_noise(levels: np.ndarray, quantiser: np.ndarray) -> float:
     grid = np.geomspace(0.25, 16.0, 9)
     best = int(np.argmax([log_likelihood(g) for g in grid]))
     lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
-    for _ in range(10):  # golden-section refinement between the neighbours of the best grid point
-        a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
-        if log_likelihood(a) > log_likelihood(b):
-            hi = b
+    # Golden-section refinement between the neighbours of the best grid point, to 1 % of the bracket.
+    a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
+    at_a, at_b = log_likelihood(a), log_likelihood(b)
+    for _ in range(10):
+        if at_a > at_b:
+            hi, b, at_b = b, a, at_a
+            a = hi - 0.618 * (hi - lo)
+            at_a = log_likelihood(a)
         else:
-            lo = a
+            lo, a, at_a = a, b, at_b
+            b = lo + 0.618 * (hi - lo)
+            at_b = log_likelihood(b)
     return 0.5 * (lo + hi)
 
 

@@ -151,6 +151,7 @@ class VideoSource(FrameSource):
     def __init__(self, path: Path) -> None:
         self._path = path
         self._soft: SoftDequantization | None = None
+        self.soft_active = True  # whether reads follow a decision to dequantise softly (False: decoded)
         try:
             container = av.open(str(path))
         except av.error.FFmpegError as exc:
@@ -313,7 +314,7 @@ class VideoSource(FrameSource):
         self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
     ) -> Iterator[tuple[int, np.ndarray]]:
         soft = self._soft
-        if soft is not None and soft.applied:
+        if soft is not None and soft.applied and self.soft_active:
             yield from self._soft_chunks(soft, chunk_frames, start, stop, rows, cols)
             return
         container, stream = self._open()
