@@ -294,12 +294,16 @@ class VideoSource(FrameSource):
         for index, group in enumerate(groups):
             first, last, table = group
             if index < wanted - (1 if softly else 0):
-                for _ in range(last - first):
-                    next(frames)
+                if any(next(frames, None) is None for _ in range(last - first)):
+                    return  # the decoder gave fewer frames than the file has packets (damaged data)
                 continue
             block = np.empty((last - first, self.meta.height, self.meta.width), dtype=np.float32)
             for i in range(last - first):
-                block[i] = next(frames)[1]
+                item = next(frames, None)
+                if item is None:
+                    block, table = block[:i], (table if i >= dequantize.MIN_FRAMES else None)
+                    break
+                block[i] = item[1]
             if softly and table is not None:
                 previous = law if law_table is not None and np.array_equal(law_table, table) else None
                 block[:, :height, :width], law = dequantize.soft_dequantize(
@@ -307,8 +311,10 @@ class VideoSource(FrameSource):
                 law_table = table
             else:
                 law, law_table = None, None
-            if index >= wanted:
-                yield group, block[:, rows, cols]
+            if index >= wanted and len(block):
+                yield (first, first + len(block), table), block[:, rows, cols]
+            if len(block) < last - first:
+                return
 
     def _chunks(
         self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
