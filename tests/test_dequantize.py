@@ -197,3 +197,13 @@ def test_soft_dequantisation_is_for_mjpeg_alone(tmp_path):
     assert any("applies to MJPEG video" in n for n in rec.notes)
     with pytest.raises(InputError, match="unknown dequantisation"):
         visualmic.recover(path, fps=FPS, dequantize="hard")
+
+
+def test_a_cache_keeps_the_decoded_frames_unless_soft_is_asked_for(small_motion, tmp_path):
+    path, _ = small_motion
+    cached = visualmic.recover(path, fps=FPS, cache_dir=tmp_path / "cache")
+    decoded = visualmic.recover(path, fps=FPS, dequantize="decoded")
+    assert np.array_equal(cached.displacement_px, decoded.displacement_px)
+    assert any("with --cache, soft values are not tried" in n for n in cached.notes)
+    soft = visualmic.recover(path, fps=FPS, dequantize="soft", cache_dir=tmp_path / "cache")
+    assert np.array_equal(soft.displacement_px, visualmic.recover(path, fps=FPS, dequantize="soft").displacement_px)

@@ -406,6 +406,9 @@ def _dequantize_softly(src: FrameSource, opts: RecoverOptions, *, clustered: boo
         if opts.dequantize == "soft":
             raise InputError("--dequantize soft does not run on a Dask cluster yet (its workers read the file "
                              "themselves)")
+        src.meta.notes.append("MJPEG: frames used as decoded (soft values are not tried on a cluster yet)"
+                              if clustered else "MJPEG: frames used as decoded (with --cache, soft values are "
+                              "not tried: --dequantize soft asks for them)")
         return None
     plan = src.dequantize_softly(progress=progress)
     if not plan.applied:
