@@ -152,6 +152,8 @@ def test_soft_dequantisation_recovers_small_motion_better(small_motion):
     auto = visualmic.recover(path, fps=FPS)  # the default tries both and keeps the soft frames here
     assert np.array_equal(auto.displacement_px, soft.displacement_px)
     assert any("soft frames kept" in n for n in auto.notes)
+    assert (decoded.dequantized, soft.dequantized, auto.dequantized) == ("decoded", "soft", "soft")
+    assert auto.summary()["dequantized"] == "soft"
 
 
 def test_auto_keeps_the_decoded_frames_of_parts_moving_in_opposition(tmp_path):
@@ -164,7 +166,7 @@ def test_auto_keeps_the_decoded_frames_of_parts_moving_in_opposition(tmp_path):
     auto = visualmic.recover(path, fps=FPS)
     assert decoded.region_grid > 1  # the halves need the regions, which soft frames do not use
     assert np.array_equal(auto.displacement_px, decoded.displacement_px)
-    assert any("decoded frames kept" in n for n in auto.notes)
+    assert any("decoded frames kept" in n for n in auto.notes) and auto.dequantized == "decoded"
     assert not any("at its mean given its quantisation level" in n for n in auto.notes)
 
 
@@ -186,7 +188,7 @@ def test_large_motion_is_left_as_decoded(tmp_path):
     auto = visualmic.recover(path, fps=FPS)
     assert np.array_equal(soft.displacement_px, decoded.displacement_px)
     assert np.array_equal(auto.displacement_px, decoded.displacement_px)
-    assert any("frames used as decoded" in n for n in soft.notes)
+    assert any("frames used as decoded" in n for n in soft.notes) and soft.dequantized == "decoded"
 
 
 def test_soft_dequantisation_is_for_mjpeg_alone(tmp_path):

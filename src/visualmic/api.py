@@ -111,6 +111,9 @@ class Recovery:
         How many chunks of frames this process measured to first order (``"first_order"``,
         :mod:`visualmic.linear`) and by their phases (``"phases"``); empty where the phase path
         was the only one (a device, the 2014 recipe) or a cluster's workers measured them.
+    dequantized : str
+        MJPEG: ``"soft"`` when the frames' coefficients were taken at their means given their
+        quantisation levels (:mod:`visualmic.dequantize`), else ``"decoded"``.
     """
 
     audio: np.ndarray
@@ -140,6 +143,7 @@ class Recovery:
     region_choice: dict = field(default_factory=dict)
     repeated_frames: int = 0
     chunks_measured_by: dict = field(default_factory=dict)
+    dequantized: str = "decoded"
 
     @property
     def region_weights(self) -> np.ndarray:
@@ -194,6 +198,7 @@ class Recovery:
             "estimated_snr_is_upper_bound": bool(self.meta.lossy),
             "repeated_frames": self.repeated_frames,
             "chunks_measured_by": self.chunks_measured_by,
+            "dequantized": self.dequantized,
             "wall_s": self.wall_s,
             "frames_per_s": self.frames / self.wall_s if self.wall_s > 0 else None,
             "device": self.device,
@@ -341,7 +346,9 @@ def recover(
             with dask_client(scheduler=scheduler, workers=workers) as client:
                 return _recover(src, opts, progress=progress, started=started, cache=cache, client=client)
         if soft_opts is None or opts.dequantize == "soft":
-            return _recover(src, opts, progress=progress, started=started, cache=cache)
+            recovery = _recover(src, opts, progress=progress, started=started, cache=cache)
+            recovery.dequantized = "decoded" if soft_opts is None else "soft"
+            return recovery
         return _better_of_decoded_and_soft(src, opts, soft_opts, progress=progress, started=started)
     finally:
         src.close()
@@ -356,7 +363,8 @@ def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions, soft_opt
     src.soft_active = True
     soft = _recover(src, soft_opts, progress=progress, started=started)
     keep_soft = soft.estimated_snr_db >= max(decoded.estimated_snr_db + AUTO_MARGIN_DB, SOFT_FLOOR_DB)
-    kept, other = (soft, decoded) if keep_soft else (decoded, soft)
+    kept = soft if keep_soft else decoded
+    soft.dequantized = "soft"
     kept.notes.append(f"MJPEG: {'soft' if keep_soft else 'decoded'} frames kept (estimated SNR "
                       f"{soft.estimated_snr_db:.1f} dB soft, {decoded.estimated_snr_db:.1f} dB decoded)")
     if not keep_soft:
