@@ -337,27 +337,29 @@ def recover(
     src = open_source(source)
     try:
         clustered = scheduler is not None or workers is not None
-        soft_opts = _dequantize_softly(src, opts, clustered=clustered, cached=cache_dir is not None,
-                                       progress=progress)
+        soft_opts, soft_notes = _dequantize_softly(src, opts, clustered=clustered, cached=cache_dir is not None,
+                                                   progress=progress)
         if soft_opts is not None and opts.dequantize == "soft":
             opts = soft_opts
         cache = None if cache_dir is None else _chunk_cache(cache_dir, source, opts, src.meta)
         if clustered:
             with dask_client(scheduler=scheduler, workers=workers) as client:
-                return _recover(src, opts, progress=progress, started=started, cache=cache, client=client)
-        if soft_opts is None or opts.dequantize == "soft":
+                recovery = _recover(src, opts, progress=progress, started=started, cache=cache, client=client)
+        elif soft_opts is None or opts.dequantize == "soft":
             recovery = _recover(src, opts, progress=progress, started=started, cache=cache)
             recovery.dequantized = "decoded" if soft_opts is None else "soft"
-            return recovery
-        return _better_of_decoded_and_soft(src, opts, soft_opts, progress=progress, started=started)
+        else:
+            return _better_of_decoded_and_soft(src, opts, soft_opts, soft_notes, progress=progress, started=started)
+        recovery.notes += soft_notes
+        return recovery
     finally:
         src.close()
 
 
-def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions, soft_opts: RecoverOptions, *,
-                                progress: bool, started: float) -> Recovery:
-    """``dequantize="auto"`` where soft values apply: both recoveries, the soft one kept only when its
-    estimated SNR is higher by ``AUTO_MARGIN_DB`` and at least ``SOFT_FLOOR_DB``."""
+def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions, soft_opts: RecoverOptions,
+                                soft_notes: list[str], *, progress: bool, started: float) -> Recovery:
+    """``dequantize="auto"`` where soft values apply: both recoveries, the soft one (with ``soft_notes``)
+    kept only when its estimated SNR is higher by ``AUTO_MARGIN_DB`` and at least ``SOFT_FLOOR_DB``."""
     src.soft_active = False
     decoded = _recover(src, opts, progress=progress, started=started)
     src.soft_active = True
@@ -365,10 +367,9 @@ def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions, soft_opt
     keep_soft = soft.estimated_snr_db >= max(decoded.estimated_snr_db + AUTO_MARGIN_DB, SOFT_FLOOR_DB)
     kept = soft if keep_soft else decoded
     soft.dequantized = "soft"
-    kept.notes.append(f"MJPEG: {'soft' if keep_soft else 'decoded'} frames kept (estimated SNR "
-                      f"{soft.estimated_snr_db:.1f} dB soft, {decoded.estimated_snr_db:.1f} dB decoded)")
-    if not keep_soft:
-        kept.notes[:] = [n for n in kept.notes if not n.startswith(("MJPEG: every", "softly dequantised"))]
+    kept.notes += (soft_notes if keep_soft else []) + [
+        f"MJPEG: {'soft' if keep_soft else 'decoded'} frames kept (estimated SNR {soft.estimated_snr_db:.1f} dB "
+        f"soft, {decoded.estimated_snr_db:.1f} dB decoded)"]
     kept.wall_s = time.perf_counter() - started
     return kept
 
@@ -393,37 +394,34 @@ AUTO_SOFT_MAX_PIXEL_FRAMES = 5e8
 
 
 def _dequantize_softly(src: FrameSource, opts: RecoverOptions, *, clustered: bool, cached: bool,
-                       progress: bool) -> RecoverOptions | None:
+                       progress: bool) -> tuple[RecoverOptions | None, list[str]]:
     """The options of a recovery from softly dequantised frames (the frame combined as a whole: the
     regions' noise model does not describe them), or None where there is none to make: not asked for,
-    not MJPEG, or the motion too large (the source's decision, noted). ``"auto"`` does not try it
-    with a cache folder or a cluster; ``"soft"`` says why it cannot."""
+    not MJPEG, or the motion too large (the source's decision). ``"auto"`` does not try it with a cache
+    folder or a cluster; ``"soft"`` says why it cannot. With the notes that say what was decided (those
+    of soft options belong to a recovery made with them)."""
     if opts.dequantize == "decoded" or opts.method != "phase":
-        return None
+        return None, []
     if not getattr(src, "can_dequantize_softly", False):
-        if opts.dequantize == "soft":
-            kind = src.meta.codec or src.meta.format
-            src.meta.notes.append(f"--dequantize soft applies to MJPEG video; this input ({kind}) is used as read")
-        return None
+        kind = src.meta.codec or src.meta.format
+        return None, ([f"--dequantize soft applies to MJPEG video; this input ({kind}) is used as read"]
+                      if opts.dequantize == "soft" else [])
     size = _fft_pixel_frames(src.meta, (src.meta.height, src.meta.width))
     if opts.dequantize == "auto" and (math.inf if size is None else size) > AUTO_SOFT_MAX_PIXEL_FRAMES:
-        src.meta.notes.append("MJPEG: frames used as decoded; on a video this long, --dequantize soft must be asked "
-                              "for (a first pass over the file, then about 0.1 us per pixel and frame)")
-        return None
+        return None, ["MJPEG: frames used as decoded; on a video this long, --dequantize soft must be asked "
+                      "for (a first pass over the file, then about 0.1 us per pixel and frame)"]
     if clustered or (cached and opts.dequantize == "auto"):
         if opts.dequantize == "soft":
             raise InputError("--dequantize soft does not run on a Dask cluster yet (its workers read the file "
                              "themselves)")
-        src.meta.notes.append("MJPEG: frames used as decoded (soft values are not tried on a cluster yet)"
-                              if clustered else "MJPEG: frames used as decoded (with --cache, soft values are "
-                              "not tried: --dequantize soft asks for them)")
-        return None
+        return None, ["MJPEG: frames used as decoded (soft values are not tried on a cluster yet)" if clustered
+                      else "MJPEG: frames used as decoded (with --cache, soft values are not tried: "
+                           "--dequantize soft asks for them)"]
     plan = src.dequantize_softly(progress=progress)
     if not plan.applied:
-        return None
-    if opts.regions != 1:
-        src.meta.notes.append("softly dequantised frames are combined as a whole frame (--regions 1)")
-    return replace(opts, regions=1)
+        return None, [plan.note()]
+    whole = [] if opts.regions == 1 else ["softly dequantised frames are combined as a whole frame (--regions 1)"]
+    return replace(opts, regions=1), [plan.note()] + whole
 
 
 # The kernels' set-up (0.22 s for 2 bands at 512², 1 s for 10 bands at 334x250) against the phase path's
@@ -743,7 +741,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
             options=opts,
             highpass_hz=highpass_hz,
             wall_s=time.perf_counter() - started,
-            notes=notes + meta.notes + denoise_notes + rate_notes,
+            notes=notes + denoise_notes + rate_notes,
             warnings=warnings,
             kept_tones_hz=kept,
             device=device_description(device),
@@ -1009,7 +1007,7 @@ def vibration_map(
             frequencies_hz=frequencies, phasors_px=projected, direction_deg=directions,
             information=cells.information, cell_px=cell_px, frame=first_frame, fps=fps, fps_origin=fps_origin,
             frames=dft.count, roi=roi, downsample=opts.downsample, meta=meta, chosen_by=chosen_by,
-            notes=notes + meta.notes, warnings=warnings + meta.warnings,
+            notes=notes, warnings=warnings + meta.warnings,
         )
     finally:
         src.close()
@@ -1098,7 +1096,7 @@ def measure_motion(
             raise InputError(f"{meta.path}: {count} frames decoded; at least {MIN_FRAMES} are needed")
         return MotionSeries(
             displacement_px=np.stack([s[:count] for s in series], axis=1), rois=regions, fps=fps,
-            fps_origin=fps_origin, meta=meta, notes=notes + meta.notes, warnings=warnings + meta.warnings,
+            fps_origin=fps_origin, meta=meta, notes=notes, warnings=warnings + meta.warnings,
         )
     finally:
         src.close()
@@ -1438,7 +1436,7 @@ def recover_rolling(
             audio=audio.astype(np.float32), rate_hz=rate_hz, grid_signal=sound, grid_rate_hz=float(grid_rate_hz),
             observed=observed, row_displacement_px=rows, band_hz=(float(highpass_hz), top),
             noise_floor_px=noise_floor, timing=timing, fps_origin=fps_origin, frames=rows.shape[0],
-            roi=roi_checked, meta=meta, wall_s=time.perf_counter() - started, notes=notes + meta.notes,
+            roi=roi_checked, meta=meta, wall_s=time.perf_counter() - started, notes=notes,
             warnings=warnings + meta.warnings, repeated_frames=repeated,
         )
     finally:

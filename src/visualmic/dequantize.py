@@ -220,9 +220,9 @@ def estimate_level_noise(levels: np.ndarray, quantiser: np.ndarray) -> float:
     """
     flat = levels.reshape(len(levels), -1)
     # A spread-out subset of the coefficients: the likelihood is a sum over them.
-    flat = flat[:, np.unique(np.linspace(0, flat.shape[1] - 1, 4 * NOISE_COEFFICIENTS).astype(int))]
-    steps = np.broadcast_to(np.asarray(quantiser, dtype=np.float64), levels.shape[1:]).ravel()
-    steps = steps[np.unique(np.linspace(0, steps.size - 1, 4 * NOISE_COEFFICIENTS).astype(int))]
+    subset = np.unique(np.linspace(0, flat.shape[1] - 1, 4 * NOISE_COEFFICIENTS).astype(int))
+    flat = flat[:, subset]
+    steps = np.broadcast_to(np.asarray(quantiser, dtype=np.float64), levels.shape[1:]).ravel()[subset]
     modal = np.rint(np.median(flat, axis=0)).astype(np.int64)
     eligible = (np.abs(modal) >= 1) & (np.abs(flat - modal) <= 2).all(axis=0)
     chosen = np.flatnonzero(eligible)

@@ -48,8 +48,6 @@ class Meta:
         Where ``fps`` came from (``"container"``, ``"header"``, ``"none"``).
     warnings : list of str
         What about the file may spoil a recovery (a lossy codec...).
-    notes : list of str
-        What reading the frames did to them (MJPEG's soft dequantisation), added as they are read.
     rate_warnings : list of str
         Doubts about ``fps`` (a playback rate, a container that cannot store the
         rate); they matter only when the user does not give the rate.
@@ -74,7 +72,6 @@ class Meta:
     codec: str | None = None
     lossy: bool | None = None
     warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
     rate_warnings: list[str] = field(default_factory=list)
     duration_s: float | None = None
     effective_bit_depth: int | None = None

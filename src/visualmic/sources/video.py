@@ -213,12 +213,11 @@ class VideoSource(FrameSource):
         """Decide, once, whether this MJPEG video's frames come out softly dequantised, and how
         (a first pass over the file, with a progress bar on a terminal if asked: the noise from the
         levels of up to three groups, the motion from every group); every later read follows the
-        decision, which is noted in :attr:`meta`."""
+        decision (while :attr:`soft_active`)."""
         if not self.can_dequantize_softly:
             raise ValueError(f"soft dequantisation needs JPEG-coded frames, not {self.meta.codec}")
         if self._soft is None:
             self._soft = self._plan_soft_dequantization(progress)
-            self.meta.notes.append(self._soft.note())
         return self._soft
 
     def _plan_soft_dequantization(self, progress: bool) -> SoftDequantization:
