@@ -173,12 +173,14 @@ def test_auto_keeps_the_decoded_frames_of_parts_moving_in_opposition(tmp_path):
 def test_soft_chunks_are_the_same_however_they_are_read(small_motion):
     path, _ = small_motion
     src = open_source(path)
-    plan = src.dequantize_softly()
-    assert plan.applied
-    whole = np.concatenate([c for _, c in src.chunks(chunk_frames=700)])
-    part = np.concatenate([c for _, c in src.chunks(chunk_frames=97, start=650, stop=1500, roi=(8, 16, 40, 24))])
+    assert src.dequantize_softly().applied
+    soft = src.softly_dequantized()
+    whole = np.concatenate([c for _, c in soft.chunks(chunk_frames=700)])
+    part = np.concatenate([c for _, c in soft.chunks(chunk_frames=97, start=650, stop=1500, roi=(8, 16, 40, 24))])
     assert whole.shape[0] == 2200 and part.shape == (850, 24, 40)
     assert np.array_equal(part, whole[650:1500, 16:40, 8:48])
+    decoded = np.concatenate([c for _, c in src.chunks(chunk_frames=700)])  # the source itself stays decoded
+    assert decoded.shape == whole.shape and 1.0 < np.abs(decoded - whole).mean() < 20.0
 
 
 def test_large_motion_is_left_as_decoded(tmp_path):

@@ -337,33 +337,32 @@ def recover(
     src = open_source(source)
     try:
         clustered = scheduler is not None or workers is not None
-        soft_opts, soft_notes = _dequantize_softly(src, opts, clustered=clustered, cached=cache_dir is not None,
-                                                   progress=progress)
-        if soft_opts is not None and opts.dequantize == "soft":
-            opts = soft_opts
+        soft, soft_notes = _dequantize_softly(src, opts, clustered=clustered, cached=cache_dir is not None,
+                                              progress=progress)
+        if soft is not None and opts.dequantize == "auto":
+            return _better_of_decoded_and_soft(src, opts, soft, soft_notes, progress=progress, started=started)
+        reading, opts = (src, opts) if soft is None else soft
         cache = None if cache_dir is None else _chunk_cache(cache_dir, source, opts, src.meta)
         if clustered:
             with dask_client(scheduler=scheduler, workers=workers) as client:
-                recovery = _recover(src, opts, progress=progress, started=started, cache=cache, client=client)
-        elif soft_opts is None or opts.dequantize == "soft":
-            recovery = _recover(src, opts, progress=progress, started=started, cache=cache)
-            recovery.dequantized = "decoded" if soft_opts is None else "soft"
+                recovery = _recover(reading, opts, progress=progress, started=started, cache=cache, client=client)
         else:
-            return _better_of_decoded_and_soft(src, opts, soft_opts, soft_notes, progress=progress, started=started)
+            recovery = _recover(reading, opts, progress=progress, started=started, cache=cache)
+            recovery.dequantized = "decoded" if soft is None else "soft"
         recovery.notes += soft_notes
         return recovery
     finally:
         src.close()
 
 
-def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions, soft_opts: RecoverOptions,
-                                soft_notes: list[str], *, progress: bool, started: float) -> Recovery:
-    """``dequantize="auto"`` where soft values apply: both recoveries, the soft one (with ``soft_notes``)
-    kept only when its estimated SNR is higher by ``AUTO_MARGIN_DB`` and at least ``SOFT_FLOOR_DB``."""
-    src.soft_active = False
+def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions,
+                                soft_reading: tuple[FrameSource, RecoverOptions], soft_notes: list[str], *,
+                                progress: bool, started: float) -> Recovery:
+    """``dequantize="auto"`` where soft values apply: both recoveries, the soft one (read and made as
+    ``soft_reading`` says, with ``soft_notes``) kept only when its estimated SNR is higher by
+    ``AUTO_MARGIN_DB`` and at least ``SOFT_FLOOR_DB``."""
     decoded = _recover(src, opts, progress=progress, started=started)
-    src.soft_active = True
-    soft = _recover(src, soft_opts, progress=progress, started=started)
+    soft = _recover(*soft_reading, progress=progress, started=started)
     keep_soft = soft.estimated_snr_db >= max(decoded.estimated_snr_db + AUTO_MARGIN_DB, SOFT_FLOOR_DB)
     kept = soft if keep_soft else decoded
     soft.dequantized = "soft"
@@ -394,12 +393,12 @@ AUTO_SOFT_MAX_PIXEL_FRAMES = 5e8
 
 
 def _dequantize_softly(src: FrameSource, opts: RecoverOptions, *, clustered: bool, cached: bool,
-                       progress: bool) -> tuple[RecoverOptions | None, list[str]]:
-    """The options of a recovery from softly dequantised frames (the frame combined as a whole: the
-    regions' noise model does not describe them), or None where there is none to make: not asked for,
-    not MJPEG, or the motion too large (the source's decision). ``"auto"`` does not try it with a cache
-    folder or a cluster; ``"soft"`` says why it cannot. With the notes that say what was decided (those
-    of soft options belong to a recovery made with them)."""
+                       progress: bool) -> tuple[tuple[FrameSource, RecoverOptions] | None, list[str]]:
+    """The softly dequantised frames and the options of a recovery from them (the frame combined as a
+    whole: the regions' noise model does not describe them), or None where there is none to make: not
+    asked for, not MJPEG, or the motion too large (the source's decision). ``"auto"`` does not try it
+    with a cache folder or a cluster; ``"soft"`` says why it cannot. With the notes that say what was
+    decided (those of soft frames belong to a recovery made from them)."""
     if opts.dequantize == "decoded" or opts.method != "phase":
         return None, []
     if not getattr(src, "can_dequantize_softly", False):
@@ -421,7 +420,7 @@ def _dequantize_softly(src: FrameSource, opts: RecoverOptions, *, clustered: boo
     if not plan.applied:
         return None, [plan.note()]
     whole = [] if opts.regions == 1 else ["softly dequantised frames are combined as a whole frame (--regions 1)"]
-    return replace(opts, regions=1), [plan.note()] + whole
+    return (src.softly_dequantized(), replace(opts, regions=1)), [plan.note()] + whole
 
 
 # The kernels' set-up (0.22 s for 2 bands at 512², 1 s for 10 bands at 334x250) against the phase path's

@@ -151,7 +151,6 @@ class VideoSource(FrameSource):
     def __init__(self, path: Path) -> None:
         self._path = path
         self._soft: SoftDequantization | None = None
-        self.soft_active = True  # whether reads follow a decision to dequantise softly (False: decoded)
         try:
             container = av.open(str(path))
         except av.error.FFmpegError as exc:
@@ -212,13 +211,27 @@ class VideoSource(FrameSource):
     def dequantize_softly(self, *, progress: bool = False) -> SoftDequantization:
         """Decide, once, whether this MJPEG video's frames come out softly dequantised, and how
         (a first pass over the file, with a progress bar on a terminal if asked: the noise from the
-        levels of up to three groups, the motion from every group); every later read follows the
-        decision (while :attr:`soft_active`)."""
+        levels of up to three groups, the motion from every group). The frames themselves come from
+        :meth:`softly_dequantized`; this source's own reads stay as decoded."""
         if not self.can_dequantize_softly:
             raise ValueError(f"soft dequantisation needs JPEG-coded frames, not {self.meta.codec}")
         if self._soft is None:
             self._soft = self._plan_soft_dequantization(progress)
         return self._soft
+
+    def softly_dequantized(self, *, progress: bool = False) -> FrameSource:
+        """This video's frames as :meth:`dequantize_softly` decided: softly dequantised where the
+        decision applies them, else as decoded (this source itself). It reads through this source,
+        which stays open and owns the file.
+
+        Examples
+        --------
+        >>> src = VideoSource(Path("clip.mov"))  # doctest: +SKIP
+        >>> soft = src.softly_dequantized()  # doctest: +SKIP
+        >>> first, frames = next(soft.chunks(chunk_frames=256))  # doctest: +SKIP
+        """
+        plan = self.dequantize_softly(progress=progress)
+        return _SoftlyDequantizedVideo(self, plan) if plan.applied else self
 
     def _plan_soft_dequantization(self, progress: bool) -> SoftDequantization:
         height, width = self.meta.height // 8 * 8, self.meta.width // 8 * 8
@@ -318,10 +331,6 @@ class VideoSource(FrameSource):
     def _chunks(
         self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
     ) -> Iterator[tuple[int, np.ndarray]]:
-        soft = self._soft
-        if soft is not None and soft.applied and self.soft_active:
-            yield from self._soft_chunks(soft, chunk_frames, start, stop, rows, cols)
-            return
         container, stream = self._open()
         block: np.ndarray | None = None
         filled = index = 0
@@ -365,3 +374,19 @@ class VideoSource(FrameSource):
                 pending = [joined[chunk_frames:]]
         if held:
             yield first, np.concatenate(pending)
+
+
+class _SoftlyDequantizedVideo(FrameSource):
+    """A :class:`VideoSource`'s frames softly dequantised under a plan (see
+    :meth:`VideoSource.softly_dequantized`); the video stays the owner of the file."""
+
+    decodes_on_threads = True
+
+    def __init__(self, video: VideoSource, plan: SoftDequantization) -> None:
+        self._video, self._plan = video, plan
+        self.meta = video.meta
+
+    def _chunks(
+        self, chunk_frames: int, start: int, stop: int | None, rows: slice, cols: slice
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        return self._video._soft_chunks(self._plan, chunk_frames, start, stop, rows, cols)
