@@ -156,6 +156,23 @@ def test_soft_dequantisation_recovers_small_motion_better(small_motion):
     assert auto.summary()["dequantized"] == "soft"
 
 
+def test_auto_keeps_soft_frames_whose_estimate_is_a_little_lower(tmp_path):
+    """The decoded frames' estimated SNR is the more optimistic one: on these two textures soft frames
+    are 2.4 and 1.5 dB better, estimated 1.1 dB higher and 0.8 dB lower (a 2 dB margin kept neither)."""
+    gains = []
+    for seed in (61, 91):
+        scene = make_scene(melody(1.0, rate_hz=FPS, seed=41), amplitude_px=0.05, seed=seed, fps=FPS,
+                           size=(96, 96), camera=Camera(read_noise=2.0))
+        path = tmp_path / f"texture{seed}.mov"
+        write_video(path, scene.frames(), fps=FPS, codec="mjpeg")
+        decoded = visualmic.recover(path, fps=FPS, dequantize="decoded")
+        auto = visualmic.recover(path, fps=FPS)
+        assert auto.dequantized == "soft", auto.notes
+        gains.append(snr_db(auto.native_audio, scene.displacement_px, fps=FPS, band_hz=(80, 1000), trim=200)
+                     - snr_db(decoded.native_audio, scene.displacement_px, fps=FPS, band_hz=(80, 1000), trim=200))
+    assert min(gains) > 0.5 and np.mean(gains) > 1.0, gains
+
+
 def test_auto_keeps_the_decoded_frames_of_parts_moving_in_opposition(tmp_path):
     sound = melody(1.0, rate_hz=FPS, seed=41)
     scene = make_scene(sound, amplitude_px=0.05, mode="opposite", seed=53, fps=FPS, size=(96, 96),

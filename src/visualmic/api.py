@@ -30,7 +30,9 @@ from .combine import (
     Combination, combine_bands, davis2014_combine, estimated_snr_db, joint_displacement, project_band_motion,
 )
 from .codec import repeated_frames
-from .config import AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, SOFT_FLOOR_DB, RecoverOptions, check_fps
+from .config import (
+    AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, SOFT_FLOOR_DB, SOFT_MARGIN_DB, RecoverOptions, check_fps,
+)
 from .drift import ShiftEstimator, shift_spectrum
 from .engine import default_chunk_frames, map_ordered, measuring_threads, stack_chunks, stream_frames
 from .errors import InputError
@@ -359,11 +361,11 @@ def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions,
                                 soft_reading: tuple[FrameSource, RecoverOptions], soft_notes: list[str], *,
                                 progress: bool, started: float) -> Recovery:
     """``dequantize="auto"`` where soft values apply: both recoveries, the soft one (read and made as
-    ``soft_reading`` says, with ``soft_notes``) kept only when its estimated SNR is higher by
-    ``AUTO_MARGIN_DB`` and at least ``SOFT_FLOOR_DB``."""
+    ``soft_reading`` says, with ``soft_notes``) kept only when its estimated SNR is at least the decoded
+    one's plus ``SOFT_MARGIN_DB`` and at least ``SOFT_FLOOR_DB``."""
     decoded = _recover(src, opts, progress=progress, started=started)
     soft = _recover(*soft_reading, progress=progress, started=started)
-    keep_soft = soft.estimated_snr_db >= max(decoded.estimated_snr_db + AUTO_MARGIN_DB, SOFT_FLOOR_DB)
+    keep_soft = soft.estimated_snr_db >= max(decoded.estimated_snr_db + SOFT_MARGIN_DB, SOFT_FLOOR_DB)
     kept = soft if keep_soft else decoded
     soft.dequantized = "soft"
     kept.notes += (soft_notes if keep_soft else []) + [
