@@ -165,7 +165,8 @@ class LinearSums:
             for block, first in enumerate(starts):
                 columns = np.flatnonzero(keep[:, block])
                 kept_columns[block].append(columns + index * per_band)
-                kept_values[block].append(kernels[columns, first : first + BLOCK_ROWS].reshape(columns.size, -1))
+                pixels = (min(first + BLOCK_ROWS, rows) - first) * cols  # no columns where the block is flat
+                kept_values[block].append(kernels[columns, first : first + BLOCK_ROWS].reshape(columns.size, pixels))
             kept = sum(values.size for part in kept_values for values in part)
             if most_values is not None and kept > most_values:
                 raise _TooCostly(f"{kept} kernel values after {index + 1} of {len(references)} bands")
