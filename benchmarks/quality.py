@@ -15,7 +15,9 @@ STOI (``visualmic evaluate``'s figures) for both methods.
 The scenes of issue 4 follow, each written to a video file and recovered from
 it with the default options (what ``visualmic recover VIDEO --fps HZ -o OUT.wav``
 does): a rigid surface; a membrane on a still background; two halves moving in
-opposition; the camera drifting 3 px and back under light flickering at 100 Hz;
+opposition; a rigid surface whose texture (smoothed noise) does not match across
+opposite edges, shifted periodically as simulations shift textures (the jumps
+where the edges meet move with it: ``--edges``); the camera drifting 3 px and back under light flickering at 100 Hz;
 a 128² view drifting 5 px and back over a larger surface (texture leaves the
 view and new texture enters: the frames are not periodic) under 120 Hz flicker;
 the rigid scene through MJPEG and through H.264 at the codecs' default quality
@@ -55,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from scipy.ndimage import gaussian_filter
 
 import visualmic
 from visualmic.audio import highpass
@@ -147,6 +150,9 @@ def issue_scenes(seconds: float) -> list[dict]:
         ("membrane, still background",
          make_scene(sound, amplitude_px=0.05, mode="membrane", seed=52, **common), "ffv1"),
         ("opposite halves", make_scene(sound, amplitude_px=0.05, mode="opposite", seed=53, **common), "ffv1"),
+        ("rigid, smoothed-noise texture whose edges do not match (shifted periodically)",
+         make_scene(sound, amplitude_px=0.05, seed=56, texture=gaussian_filter(
+             np.random.default_rng(56).standard_normal((128, 128)), 4.0), **common), "ffv1"),
         ("drift 3 px + 100 Hz flicker", make_scene(drifting, amplitude_px=float(np.abs(drifting).max()), seed=54,
                                                     flicker_hz=100.0, flicker_depth=0.1, **common), "ffv1"),
         ("drift 5 px over a larger scene + 120 Hz flicker", make_scene(

@@ -34,6 +34,14 @@ def test_recover_writes_a_playable_wav_and_json(tmp_path, clip):
     assert info.frames == 24000
 
 
+@pytest.mark.parametrize("edges", ["cut", "wrap"])
+def test_edges_are_taken_as_told(tmp_path, clip, edges):
+    result = CliRunner().invoke(main, ["recover", str(clip), "-o", str(tmp_path / "o.wav"), "--fps", "2200",
+                                       "--edges", edges, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["edges"] == edges
+
+
 def test_native_rate_is_float(tmp_path, clip):
     out = tmp_path / "out.wav"
     result = CliRunner().invoke(main, ["recover", str(clip), "-o", str(out), "--fps", "2200", "--rate", "native", "-q"])

@@ -31,7 +31,8 @@ from .combine import (
 )
 from .codec import repeated_frames
 from .config import (
-    AUTO_FLOOR_DB, AUTO_MARGIN_DB, MIN_FRAMES, SOFT_FLOOR_DB, SOFT_MARGIN_DB, RecoverOptions, check_fps,
+    AUTO_FLOOR_DB, AUTO_MARGIN_DB, AUTO_TWO_WAYS_MAX_PIXEL_FRAMES, MIN_FRAMES, SOFT_FLOOR_DB, SOFT_MARGIN_DB,
+    RecoverOptions, check_fps,
 )
 from .drift import ShiftEstimator, shift_spectrum
 from .engine import default_chunk_frames, map_ordered, measuring_threads, stack_chunks, stream_frames
@@ -48,6 +49,7 @@ from .motion import (
     prepare_references,
 )
 from .pyramid import SteerablePyramid, choose_scales, wraps_smoothly
+from .seams import STRIP_PX, WRAPPING_SEAM_GAIN, edge_strips, seam_gain_of_strips
 from .rolling import (
     DriftingRowMotion,
     RowTiming,
@@ -116,6 +118,10 @@ class Recovery:
     dequantized : str
         MJPEG: ``"soft"`` when the frames' coefficients were taken at their means given their
         quantisation levels (:mod:`visualmic.dequantize`), else ``"decoded"``.
+    edges : str
+        ``"cut"`` when each frame's periodic component was analysed (the frame's edges taken
+        as joining unrelated content), ``"wrap"`` when the frames were analysed as they are
+        (see :attr:`visualmic.config.RecoverOptions.edges`).
     """
 
     audio: np.ndarray
@@ -146,6 +152,7 @@ class Recovery:
     repeated_frames: int = 0
     chunks_measured_by: dict = field(default_factory=dict)
     dequantized: str = "decoded"
+    edges: str = "wrap"
 
     @property
     def region_weights(self) -> np.ndarray:
@@ -201,6 +208,7 @@ class Recovery:
             "repeated_frames": self.repeated_frames,
             "chunks_measured_by": self.chunks_measured_by,
             "dequantized": self.dequantized,
+            "edges": self.edges,
             "wall_s": self.wall_s,
             "frames_per_s": self.frames / self.wall_s if self.wall_s > 0 else None,
             "device": self.device,
@@ -281,7 +289,8 @@ def _pyramid_for(
         orientations=opts.orientations,
         highpass="merge" if opts.method == "phase" else "drop",
         workers=fft_workers,
-        periodic=opts.method == "phase" and not wraps_smoothly(first_frame),
+        periodic=opts.method == "phase" and (opts.edges == "cut" or (opts.edges == "auto"
+                                                                     and not wraps_smoothly(first_frame))),
     )
 
 
@@ -349,7 +358,8 @@ def recover(
             with dask_client(scheduler=scheduler, workers=workers) as client:
                 recovery = _recover(reading, opts, progress=progress, started=started, cache=cache, client=client)
         else:
-            recovery = _recover(reading, opts, progress=progress, started=started, cache=cache)
+            recovery = (_recover(reading, opts, progress=progress, started=started, cache=cache) if cache is not None
+                        else _recover_choosing_edges(reading, opts, progress=progress, started=started))
             recovery.dequantized = "decoded" if soft is None else "soft"
         recovery.notes += soft_notes
         return recovery
@@ -363,8 +373,8 @@ def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions,
     """``dequantize="auto"`` where soft values apply: both recoveries, the soft one (read and made as
     ``soft_reading`` says, with ``soft_notes``) kept only when its estimated SNR is at least the decoded
     one's plus ``SOFT_MARGIN_DB`` and at least ``SOFT_FLOOR_DB``."""
-    decoded = _recover(src, opts, progress=progress, started=started)
-    soft = _recover(*soft_reading, progress=progress, started=started)
+    decoded = _recover_choosing_edges(src, opts, progress=progress, started=started)
+    soft = _recover_choosing_edges(*soft_reading, progress=progress, started=started)
     keep_soft = soft.estimated_snr_db >= max(decoded.estimated_snr_db + SOFT_MARGIN_DB, SOFT_FLOOR_DB)
     kept = soft if keep_soft else decoded
     soft.dequantized = "soft"
@@ -375,6 +385,45 @@ def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions,
     return kept
 
 
+# Frames read again, at most, to test whether a seamed video's scene wraps (see :mod:`visualmic.seams`),
+# and the most memory their strips along the edges take.
+SEAM_TEST_FRAMES = 4096
+SEAM_TEST_BYTES = 64e6
+
+
+def _recover_choosing_edges(src: FrameSource, opts: RecoverOptions, *, progress: bool, started: float) -> Recovery:
+    """:func:`_recover`, and with ``edges="auto"`` where it cut the frame's edges (the first frame does
+    not wrap smoothly): if the seam where opposite edges meet moves with the recovered motion
+    (:func:`visualmic.seams.seam_gain`, on up to ``SEAM_TEST_FRAMES`` frames read again), the scene
+    wraps, as a texture shifted periodically by a simulation does, and it is recovered again with its
+    edges wrapped: the moving seam then counts as the information it is (up to 5 dB)."""
+    cut = _recover(src, opts, progress=progress, started=started)
+    if opts.edges != "auto" or cut.edges != "cut" or cut.direction_deg is None:
+        return cut
+    roi = check_roi(opts.roi, width=src.meta.width, height=src.meta.height)
+    strips = edge_strips(cut.frame_shape, STRIP_PX)
+    count = int(min(cut.frames, SEAM_TEST_FRAMES, SEAM_TEST_BYTES / (4 * strips.sum())))
+    total, kept = np.zeros(cut.frame_shape), []
+    for _, frames in stream_frames(src, chunk_frames=default_chunk_frames(cut.frame_shape), roi=roi,
+                                   downsample=opts.downsample, stop=count):
+        total += frames.sum(axis=0, dtype=np.float64)
+        kept.append(frames[:, strips])
+    strip_values = np.concatenate(kept)
+    gain = seam_gain_of_strips(total / len(strip_values), strip_values, cut.displacement_px[: len(strip_values)],
+                               direction_deg=cut.direction_deg)
+    if not gain > WRAPPING_SEAM_GAIN:
+        cut.notes.append(f"the frame's edges are taken as cut, as in a camera's view (the seam where they meet "
+                         f"moves {gain:.2f} times as the scene does; --edges)")
+        return cut
+    wrap = _recover(src, replace(opts, edges="wrap"), progress=progress, started=started)
+    wrap.notes.append(f"the scene continues across the frame's edges (the seam where they meet moves {gain:.2f} "
+                      f"times as it does: a texture shifted periodically, as simulations shift it), so the frames "
+                      f"are analysed as they are (estimated SNR {wrap.estimated_snr_db:.1f} dB, "
+                      f"{cut.estimated_snr_db:.1f} dB with the edges cut; --edges)")
+    wrap.wall_s = time.perf_counter() - started
+    return wrap
+
+
 def _chunk_cache(cache_dir: str | Path, source: object, opts: RecoverOptions, meta: Meta) -> ChunkCache:
     """The cache of this input's measurements under these options (not the audio stage's)."""
     if not isinstance(source, (str, Path)):
@@ -383,15 +432,10 @@ def _chunk_cache(cache_dir: str | Path, source: object, opts: RecoverOptions, me
     stat = path.stat()
     measuring = {k: v for k, v in opts.to_dict().items()
                  if k in ("fps", "roi", "downsample", "scales", "orientations", "method", "reference_frames",
-                          "regions", "border_px", "chunk_frames", "device", "dequantize")}
+                          "regions", "border_px", "chunk_frames", "device", "dequantize", "edges")}
     key = cache_key(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns, frames=meta.frame_count,
                     version=__version__, **measuring)
     return ChunkCache(cache_dir, key)
-
-
-# dequantize="auto" tries soft values on MJPEG of at most this many pixels x frames (4,400 frames of 128²:
-# 7.2e7, 10 s against 1.2 s decoded alone on 2 cores), since it recovers twice.
-AUTO_SOFT_MAX_PIXEL_FRAMES = 5e8
 
 
 def _dequantize_softly(src: FrameSource, opts: RecoverOptions, *, clustered: bool, cached: bool,
@@ -408,7 +452,7 @@ def _dequantize_softly(src: FrameSource, opts: RecoverOptions, *, clustered: boo
         return None, ([f"--dequantize soft applies to MJPEG video; this input ({kind}) is used as read"]
                       if opts.dequantize == "soft" else [])
     size = _fft_pixel_frames(src.meta, (src.meta.height, src.meta.width))
-    if opts.dequantize == "auto" and (math.inf if size is None else size) > AUTO_SOFT_MAX_PIXEL_FRAMES:
+    if opts.dequantize == "auto" and (math.inf if size is None else size) > AUTO_TWO_WAYS_MAX_PIXEL_FRAMES:
         return None, ["MJPEG: frames used as decoded; on a video this long, --dequantize soft must be asked "
                       "for (a first pass over the file, then about 0.1 us per pixel and frame)"]
     if clustered or (cached and opts.dequantize == "auto"):
@@ -750,6 +794,7 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
             region_choice=choice,
             repeated_frames=repeated,
             chunks_measured_by=measured_by,
+            edges="cut" if pyramid.periodic else "wrap",
         )
 
 

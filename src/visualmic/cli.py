@@ -19,7 +19,7 @@ import soundfile
 
 from . import __version__
 from .api import calibrate_line_delay, inspect, measure_motion, recover, recover_rolling, vibration_map
-from .config import DENOISERS, DEQUANTIZERS, DEVICES_HELP, METHODS, STANDARD_RATE_HZ, RecoverOptions
+from .config import DENOISERS, DEQUANTIZERS, DEVICES_HELP, EDGES, METHODS, STANDARD_RATE_HZ, RecoverOptions
 from .engine import peak_memory_mb
 from .errors import InputError
 from .outputs import (
@@ -180,6 +180,10 @@ def main() -> None:
               help="MJPEG: 'soft' takes every DCT coefficient at its mean given its quantisation level "
                    "(small motion of a surface moving as one: +1 to +3 dB; the frame is combined as a whole); "
                    "'auto' recovers both ways and keeps soft values only when clearly better.")
+@click.option("--edges", type=click.Choice(EDGES), default=RecoverOptions.edges, show_default=True,
+              help="What lies beyond the frame's edges: 'cut' (a camera's view of a larger scene), 'wrap' (the "
+                   "scene continues across them: a texture shifted periodically, as simulations do); 'auto' "
+                   "recovers both ways where the frame does not wrap smoothly and keeps the better estimate.")
 @click.option("--rolling-shutter", is_flag=True,
               help="Every row is a sample at its own time: sound above the frame rate (needs --line-delay).")
 @click.option("--line-delay", "line_delay_s", type=float, default=None,
@@ -210,10 +214,10 @@ def main() -> None:
 def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
                     scales: int | None, orientations: int, method: str, reference_frames: int,
                     highpass_hz: float | None, denoise: str, rate: str, regions: str, border_px: float,
-                    dequantize: str, rolling_shutter: bool, line_delay_s: float | None, line_rate_hz: float | None,
-                    exposure_s: float, row_order: str, frame_offsets: bool, report: Path | None,
-                    reference: Path | None, scheduler: str | None, workers: int | None, cache_dir: Path | None,
-                    threads: int | None, device: str, as_json: bool, quiet: bool) -> None:
+                    dequantize: str, edges: str, rolling_shutter: bool, line_delay_s: float | None,
+                    line_rate_hz: float | None, exposure_s: float, row_order: str, frame_offsets: bool,
+                    report: Path | None, reference: Path | None, scheduler: str | None, workers: int | None,
+                    cache_dir: Path | None, threads: int | None, device: str, as_json: bool, quiet: bool) -> None:
     """Recover the sound in VIDEO and write it to a WAV file.
 
     VIDEO is any video FFmpeg decodes, a Photron .cih/.cihx/.mraw or Phantom
@@ -266,6 +270,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         threads=threads,
         device=device,
         dequantize=dequantize,
+        edges=edges,
     )
     result = recover(video, options=options, progress=not quiet, cache_dir=cache_dir, scheduler=scheduler,
                      workers=workers)

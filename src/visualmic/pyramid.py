@@ -35,7 +35,8 @@ from scipy.special import factorial
 from .fftlib import fft2, ifft2, rfft2
 from .kernels import fused_available, fused_band_spectrum
 
-__all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales", "wraps_smoothly"]
+__all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales", "smooth_component_factors",
+           "smooth_component_spectrum", "wraps_smoothly"]
 
 
 @dataclass(frozen=True)
@@ -277,14 +278,7 @@ class SteerablePyramid:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.periodic = bool(periodic)
         if self.periodic:  # built once per frame size, like the masks
-            q = np.arange(rows)[:, None]
-            r = np.arange(cols // 2 + 1)[None, :]
-            denominator = 2 * np.cos(2 * np.pi * q / rows) + 2 * np.cos(2 * np.pi * r / cols) - 4
-            denominator[0, 0] = 1.0  # the mean is left alone
-            self._smooth_factors = (
-                (1 - np.exp(2j * np.pi * q / rows)) / denominator,
-                (1 - np.exp(2j * np.pi * r / cols)) / denominator,
-            )
+            self._smooth_factors = smooth_component_factors((rows, cols))
         ky, kx, log_radius, direction = self._frequency_grid()
         angular = [_angular_mask(direction, k, self.orientations) for k in range(self.orientations)]
         self.bands_info: list[Band] = [
@@ -416,12 +410,7 @@ class SteerablePyramid:
         The smooth part is the solution of a Poisson equation whose source is the
         frame's boundary jumps; its spectrum needs only 1-D FFTs of the jumps.
         """
-        a = np.fft.rfft(frames[:, -1, :] - frames[:, 0, :], axis=-1)  # (n, cols//2+1): A(r)
-        b = np.fft.fft(frames[:, :, -1] - frames[:, :, 0], axis=-1)  # (n, rows): B(q)
-        row_factor, col_factor = self._smooth_factors
-        smooth = a[:, None, :] * row_factor + b[:, :, None] * col_factor
-        smooth[:, 0, 0] = 0
-        return smooth.astype(np.complex64)
+        return smooth_component_spectrum(frames, self._smooth_factors)
 
     def frame_kernels(self, spectra: np.ndarray) -> np.ndarray:
         """Images ``h`` of linear functionals of :meth:`spectrum`'s output, given on its half plane.
@@ -509,6 +498,47 @@ class SteerablePyramid:
         spec = fft2(np.array(band_coefficients, dtype=np.complex64), workers=self.workers)  # a copy: fft2 may overwrite
         derivatives = [(2j * np.pi * f).astype(np.complex64) for f in (info.freq_y, info.freq_x)]
         return np.stack([ifft2(spec * derivative, workers=self.workers) for derivative in derivatives])
+
+
+def smooth_component_factors(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The factors of :func:`smooth_component_spectrum` for frames of ``shape`` (rows, cols)."""
+    rows, cols = shape
+    q = np.arange(rows)[:, None]
+    r = np.arange(cols // 2 + 1)[None, :]
+    denominator = 2 * np.cos(2 * np.pi * q / rows) + 2 * np.cos(2 * np.pi * r / cols) - 4
+    denominator[0, 0] = 1.0  # the mean is left alone
+    return (1 - np.exp(2j * np.pi * q / rows)) / denominator, (1 - np.exp(2j * np.pi * r / cols)) / denominator
+
+
+def smooth_component_spectrum(frames: np.ndarray, factors: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """rfft2 of the smooth component of Moisan's periodic-plus-smooth decomposition of each frame.
+
+    The smooth part is the solution of a Poisson equation whose source is the
+    frame's boundary jumps (the seam where an FFT joins opposite edges); its
+    spectrum needs only 1-D FFTs of the jumps. The frame less it is periodic
+    without a seam.
+
+    Parameters
+    ----------
+    frames : ndarray
+        ``(n, rows, cols)``.
+    factors : tuple of ndarray
+        :func:`smooth_component_factors` of the frames' shape.
+
+    Examples
+    --------
+    >>> ramp = np.tile(np.arange(8.0), (8, 1))[None]  # a seam between columns 7 and 0
+    >>> smooth = np.fft.irfft2(smooth_component_spectrum(ramp, smooth_component_factors((8, 8))), s=(8, 8))
+    >>> periodic = ramp - smooth
+    >>> bool(np.abs(periodic[0, :, 0] - periodic[0, :, -1]).max() < np.abs(ramp[0, :, 0] - ramp[0, :, -1]).max())
+    True
+    """
+    a = np.fft.rfft(frames[:, -1, :] - frames[:, 0, :], axis=-1)  # (n, cols//2+1): A(r)
+    b = np.fft.fft(frames[:, :, -1] - frames[:, :, 0], axis=-1)  # (n, rows): B(q)
+    row_factor, col_factor = factors
+    smooth = a[:, None, :] * row_factor + b[:, :, None] * col_factor
+    smooth[:, 0, 0] = 0
+    return smooth.astype(np.complex64)
 
 
 def wraps_smoothly(frame: np.ndarray, *, tolerance: float = 1.5) -> bool:
