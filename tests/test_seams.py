@@ -26,23 +26,30 @@ def _fourier_shifted(texture: np.ndarray, d: np.ndarray, direction_deg: float) -
     return np.fft.ifft2(np.fft.fft2(texture)[None] * phase).real
 
 
-@settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31), smooth_px=st.floats(1.0, 6.0), direction_deg=st.floats(-180, 180),
-       amplitude_px=st.floats(0.02, 0.3), noise=st.floats(0.5, 4.0))
-def test_the_seam_of_a_periodically_shifted_scene_moves_with_it(seed, smooth_px, direction_deg, amplitude_px, noise):
+SCENES = dict(seed=st.integers(0, 2**31), smooth_px=st.floats(1.0, 6.0), direction_deg=st.floats(-180, 180),
+              amplitude_px=st.floats(0.02, 0.3), noise=st.floats(0.5, 4.0))
+
+
+def _scene(seed: int, smooth_px: float, direction_deg: float, amplitude_px: float, noise: float, *,
+           view: bool) -> tuple[np.ndarray, np.ndarray]:
+    """48² frames of a texture shifted periodically, or (``view``) of the middle of a twice larger one."""
     rng = np.random.default_rng(seed)
     d = _motion(rng, amplitude_px)
-    frames = _fourier_shifted(_texture(rng, 48, smooth_px), d, direction_deg)
-    frames = np.round(frames + noise * rng.standard_normal(frames.shape))
+    frames = _fourier_shifted(_texture(rng, 96 if view else 48, smooth_px), d, direction_deg)
+    if view:
+        frames = frames[:, 24:72, 24:72]  # the larger texture's own seam is cropped away
+    return np.round(frames + noise * rng.standard_normal(frames.shape)), d
+
+
+@settings(max_examples=20, deadline=None)
+@given(**SCENES)
+def test_the_seam_of_a_periodically_shifted_scene_moves_with_it(seed, smooth_px, direction_deg, amplitude_px, noise):
+    frames, d = _scene(seed, smooth_px, direction_deg, amplitude_px, noise, view=False)
     assert seam_gain(frames, d, direction_deg=direction_deg) > 0.8
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31), smooth_px=st.floats(1.0, 6.0), direction_deg=st.floats(-180, 180),
-       amplitude_px=st.floats(0.02, 0.3), noise=st.floats(0.5, 4.0))
+@given(**SCENES)
 def test_the_seam_of_a_view_of_a_larger_scene_stays_put(seed, smooth_px, direction_deg, amplitude_px, noise):
-    rng = np.random.default_rng(seed)
-    d = _motion(rng, amplitude_px)
-    larger = _fourier_shifted(_texture(rng, 96, smooth_px), d, direction_deg)  # its own seam is cropped away
-    frames = np.round(larger[:, 24:72, 24:72] + noise * rng.standard_normal((FRAMES, 48, 48)))
+    frames, d = _scene(seed, smooth_px, direction_deg, amplitude_px, noise, view=True)
     assert abs(seam_gain(frames, d, direction_deg=direction_deg)) < WRAPPING_SEAM_GAIN
