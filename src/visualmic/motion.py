@@ -418,7 +418,38 @@ def band_noise_covariance(
         informations.append(information)
     information = np.concatenate(informations)
     scale = np.divide(-1.0, information, out=np.zeros_like(information), where=information > 0)
-    return _kernel_gram(spectra, pyramid.shape) * np.outer(scale, scale)
+    gram = _kernel_gram(spectra, pyramid.shape)
+    if pyramid.periodic:
+        gram += _seam_gram_correction(pyramid, spectra)
+    return gram * np.outer(scale, scale)
+
+
+SEAM_KERNELS_AT_ONCE = 8  # kernels made dense together for their edge terms (4 MB each at 1024²)
+
+
+def _seam_gram_correction(pyramid: SteerablePyramid, spectra: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """What the periodic component's adjoint changes in the kernels' Gram (:func:`_kernel_gram`).
+
+    A pyramid that analyses each frame's periodic component (``pyramid.periodic``) adds ``c_i`` to
+    every kernel ``h_i``, on the frame's edge pixels alone (:meth:`SteerablePyramid.edge_terms`):
+    ``sum (h_i + c_i)(h_j + c_j) = G_ij + e_i.c_j + c_i.e_j - c_i.c_j`` with ``e = h + c`` on the
+    edges. Without it the noise of bands whose kernels reach the edges was underestimated (by half at
+    the middle scales of a smooth texture's 128² view).
+    """
+    rows, cols = pyramid.shape
+    half = cols // 2 + 1
+    edges, added = [], []
+    for bins, values in spectra:
+        for first in range(0, values.shape[0], SEAM_KERNELS_AT_ONCE):
+            part = values[first : first + SEAM_KERNELS_AT_ONCE]
+            dense = np.zeros((part.shape[0], rows * half), dtype=np.complex64)
+            dense[:, bins] = part
+            plain, add = pyramid.edge_terms(dense.reshape(-1, rows, half))
+            edges.append(plain + add)
+            added.append(add)
+    e = np.concatenate(edges).astype(np.float64)
+    c = np.concatenate(added).astype(np.float64)
+    return e @ c.T + c @ e.T - c @ c.T
 
 
 KERNELS_AT_ONCE = 4  # regions' kernels transformed together: a few MB at a time, not one array of all of them

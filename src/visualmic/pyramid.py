@@ -430,6 +430,42 @@ class SteerablePyramid:
         >>> bool(np.isclose((h * frame).sum(), (f * np.conj(pyr.spectrum(frame))).real.sum() / 256, rtol=1e-4))
         True
         """
+        kernels = self._plain_kernels(spectra)
+        if self.periodic:
+            kernels += self._seam_adjoint(spectra)
+        return kernels
+
+    def edge_terms(self, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the periodic component's adjoint does to :meth:`frame_kernels`, on the frame's edge pixels.
+
+        Returns ``(plain, added)``, each ``(k, edge pixels)`` (the pixels of the first and last rows
+        and columns, in :meth:`edge_mask` order): the kernels' values there without the adjoint, and
+        what the adjoint adds (it adds nothing elsewhere; zeros when not ``periodic``). The noise model
+        (:func:`visualmic.motion.band_noise_covariance`) corrects its Gram with them.
+
+        Examples
+        --------
+        >>> pyr = SteerablePyramid((16, 16), periodic=True)
+        >>> f = np.random.default_rng(0).standard_normal((2, 16, 9)) + 0j
+        >>> plain, added = pyr.edge_terms(f)
+        >>> bool(np.allclose(plain + added, pyr.frame_kernels(f)[:, pyr.edge_mask], atol=1e-5))
+        True
+        """
+        mask = self.edge_mask
+        plain = self._plain_kernels(spectra)[:, mask]
+        if not self.periodic:
+            return plain, np.zeros_like(plain)
+        return plain, self._seam_adjoint(spectra)[:, mask]
+
+    @functools.cached_property
+    def edge_mask(self) -> np.ndarray:
+        """``(rows, cols)`` booleans: the first and last rows and columns."""
+        mask = np.ones(self.shape, dtype=bool)
+        mask[1:-1, 1:-1] = False
+        return mask
+
+    def _plain_kernels(self, spectra: np.ndarray) -> np.ndarray:
+        """``Re(ifft2(F))`` of half-plane spectra ``F``, ``(k, rows, cols)`` float32."""
         rows, cols = self.shape
         spectra = np.asarray(spectra, dtype=np.complex64)
         # Re(ifft2(F)) with F zero off the half plane is the inverse real FFT of (F(k) + conj F(-k)) / 2:
@@ -438,20 +474,26 @@ class SteerablePyramid:
         for col in {0, cols // 2} if cols % 2 == 0 else {0}:
             column = spectra[:, :, col]
             hermitian[:, :, col] = (column + np.conj(np.roll(column[:, ::-1], 1, axis=1))) / 2
-        kernels = scipy.fft.irfft2(hermitian, s=(rows, cols), workers=-1, overwrite_x=True)  # set-up: every core
-        if self.periodic:
-            # X = rfft2(I) - S with S(q, r) = A(r) R(q, r) + B(q) C(q, r) (S(0, 0) = 0), A and B the
-            # FFTs of the last-minus-first row and column: -Re sum F conj(S) / N is linear in them.
-            row_factor, col_factor = self._smooth_adjoint_factors
-            along_cols = np.zeros((spectra.shape[0], cols), dtype=np.complex64)
-            along_cols[:, : cols // 2 + 1] = np.einsum("kqr,qr->kr", spectra, row_factor)
-            on_rows = scipy.fft.ifft(along_cols, axis=-1).real / rows  # weight of I[-1] - I[0]
-            on_cols = scipy.fft.ifft(np.einsum("kqr,qr->kq", spectra, col_factor), axis=-1).real / cols
-            kernels[:, -1, :] -= on_rows
-            kernels[:, 0, :] += on_rows
-            kernels[:, :, -1] -= on_cols
-            kernels[:, :, 0] += on_cols
-        return kernels
+        return scipy.fft.irfft2(hermitian, s=(rows, cols), workers=-1, overwrite_x=True)  # set-up: every core
+
+    def _seam_adjoint(self, spectra: np.ndarray) -> np.ndarray:
+        """What the periodic component's adjoint adds to the kernels of half-plane spectra ``F``:
+        ``(k, rows, cols)`` float32, zero but on the first and last rows and columns."""
+        rows, cols = self.shape
+        spectra = np.asarray(spectra, dtype=np.complex64)
+        # X = rfft2(I) - S with S(q, r) = A(r) R(q, r) + B(q) C(q, r) (S(0, 0) = 0), A and B the
+        # FFTs of the last-minus-first row and column: -Re sum F conj(S) / N is linear in them.
+        row_factor, col_factor = self._smooth_adjoint_factors
+        along_cols = np.zeros((spectra.shape[0], cols), dtype=np.complex64)
+        along_cols[:, : cols // 2 + 1] = np.einsum("kqr,qr->kr", spectra, row_factor)
+        on_rows = scipy.fft.ifft(along_cols, axis=-1).real / rows  # weight of I[-1] - I[0]
+        on_cols = scipy.fft.ifft(np.einsum("kqr,qr->kq", spectra, col_factor), axis=-1).real / cols
+        added = np.zeros((spectra.shape[0], rows, cols), dtype=np.float32)
+        added[:, -1, :] -= on_rows
+        added[:, 0, :] += on_rows
+        added[:, :, -1] -= on_cols
+        added[:, :, 0] += on_cols
+        return added
 
     @functools.cached_property
     def _smooth_adjoint_factors(self) -> tuple[np.ndarray, np.ndarray]:
