@@ -387,7 +387,7 @@ def _better_of_decoded_and_soft(src: FrameSource, opts: RecoverOptions,
 
 # Frames read again, at most, to test whether a seamed video's scene wraps (see :mod:`visualmic.seams`),
 # and the most memory their strips along the edges take.
-SEAM_TEST_FRAMES = 4096
+SEAM_TEST_FRAMES = 1024
 SEAM_TEST_BYTES = 64e6
 
 
