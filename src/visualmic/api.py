@@ -353,13 +353,16 @@ def recover(
         if soft is not None and opts.dequantize == "auto":
             return _better_of_decoded_and_soft(src, opts, soft, soft_notes, progress=progress, started=started)
         reading, opts = (src, opts) if soft is None else soft
-        cache = None if cache_dir is None else _chunk_cache(cache_dir, source, opts, src.meta)
+
+        def cache_for(options: RecoverOptions) -> ChunkCache | None:
+            return None if cache_dir is None else _chunk_cache(cache_dir, source, options, src.meta)
+
         if clustered:
             with dask_client(scheduler=scheduler, workers=workers) as client:
-                recovery = _recover(reading, opts, progress=progress, started=started, cache=cache, client=client)
+                recovery = _recover_choosing_edges(reading, opts, progress=progress, started=started,
+                                                   cache_for=cache_for, client=client)
         else:
-            recovery = (_recover(reading, opts, progress=progress, started=started, cache=cache) if cache is not None
-                        else _recover_choosing_edges(reading, opts, progress=progress, started=started))
+            recovery = _recover_choosing_edges(reading, opts, progress=progress, started=started, cache_for=cache_for)
             recovery.dequantized = "decoded" if soft is None else "soft"
         recovery.notes += soft_notes
         return recovery
@@ -391,13 +394,21 @@ SEAM_TEST_FRAMES = 1024
 SEAM_TEST_BYTES = 64e6
 
 
-def _recover_choosing_edges(src: FrameSource, opts: RecoverOptions, *, progress: bool, started: float) -> Recovery:
+def _recover_choosing_edges(src: FrameSource, opts: RecoverOptions, *, progress: bool, started: float,
+                            cache_for: Callable[[RecoverOptions], ChunkCache | None] | None = None,
+                            client: Any = None) -> Recovery:
     """:func:`_recover`, and with ``edges="auto"`` where it cut the frame's edges (the first frame does
     not wrap smoothly): if the seam where opposite edges meet moves with the recovered motion
     (:func:`visualmic.seams.seam_gain`, on up to ``SEAM_TEST_FRAMES`` frames read again), the scene
     wraps, as a texture shifted periodically by a simulation does, and it is recovered again with its
-    edges wrapped: the moving seam then counts as the information it is (up to 5 dB)."""
-    cut = _recover(src, opts, progress=progress, started=started)
+    edges wrapped: the moving seam then counts as the information it is (up to 5 dB). Each recovery
+    keeps its measurements in ``cache_for(its options)`` and runs on ``client`` where given."""
+
+    def recovered(options: RecoverOptions) -> Recovery:
+        cache = None if cache_for is None else cache_for(options)
+        return _recover(src, options, progress=progress, started=started, cache=cache, client=client)
+
+    cut = recovered(opts)
     if opts.edges != "auto" or cut.edges != "cut" or cut.direction_deg is None:
         return cut
     roi = check_roi(opts.roi, width=src.meta.width, height=src.meta.height)
@@ -415,7 +426,7 @@ def _recover_choosing_edges(src: FrameSource, opts: RecoverOptions, *, progress:
         cut.notes.append(f"the frame's edges are taken as cut, as in a camera's view (the seam where they meet "
                          f"moves {gain:.2f} times as the scene does; --edges)")
         return cut
-    wrap = _recover(src, replace(opts, edges="wrap"), progress=progress, started=started)
+    wrap = recovered(replace(opts, edges="wrap"))
     wrap.notes.append(f"the scene continues across the frame's edges (the seam where they meet moves {gain:.2f} "
                       f"times as it does: a texture shifted periodically, as simulations shift it), so the frames "
                       f"are analysed as they are (estimated SNR {wrap.estimated_snr_db:.1f} dB, "
