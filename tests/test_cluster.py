@@ -73,7 +73,11 @@ def test_cluster_follows_drift_as_one_process_does(scheduler, tmp_path):
     np.save(path, np.concatenate(list(scene.frames())))
     alone = visualmic.recover(path, fps=fps)
     spread = visualmic.recover(path, fps=fps, scheduler=scheduler)
-    assert np.allclose(alone.displacement_px, spread.displacement_px, atol=1e-9)
+    # 1e-7 px apart in a fresh process (the single process takes the chunks that did not drift to first
+    # order, the workers every chunk by its phases; by phases alone still 1e-8 apart), a chunk not followed
+    # would be off by hundredths of a pixel. Equality to 1e-9 held only after test_backends had run.
+    np.testing.assert_allclose(spread.displacement_px, alone.displacement_px,
+                               atol=1e-5 * np.abs(alone.displacement_px).max())
 
 
 def test_cluster_from_the_command_line(scheduler, tmp_path, melody_frames):
