@@ -373,3 +373,19 @@ def test_a_frame_that_wraps_smoothly_is_recovered_once():
     assert rec.edges == "wrap" and not any("edges" in n for n in rec.notes)
     with pytest.raises(InputError, match="unknown edges"):
         visualmic.recover(np.zeros((64, 16, 16)), fps=fps, edges="mirror")
+
+
+def test_edges_are_chosen_the_same_with_a_cache(tmp_path):
+    """The wrapped recovery keeps its own measurements in the cache (its options differ): a cached run
+    chooses as an uncached one, and a run resumed from the cache gives the same sound."""
+    fps = 2200.0
+    scene = make_scene(melody(1.0, rate_hz=fps, seed=41), fps=fps, size=(64, 64), amplitude_px=0.05,
+                       camera=Camera(read_noise=2.0), texture=_smooth_texture(64, 9), seed=3)
+    path = tmp_path / "scene.npy"
+    np.save(path, np.concatenate(list(scene.frames())))
+    plain = visualmic.recover(path, fps=fps)
+    cached = visualmic.recover(path, fps=fps, cache_dir=tmp_path / "cache")
+    again = visualmic.recover(path, fps=fps, cache_dir=tmp_path / "cache")
+    assert plain.edges == cached.edges == again.edges == "wrap"
+    assert np.array_equal(cached.displacement_px, plain.displacement_px)
+    assert np.array_equal(again.displacement_px, plain.displacement_px)
