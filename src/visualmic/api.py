@@ -423,8 +423,9 @@ def _recover_choosing_edges(src: FrameSource, opts: RecoverOptions, *, progress:
     gain = seam_gain_of_strips(total / len(strip_values), strip_values, cut.displacement_px[: len(strip_values)],
                                direction_deg=cut.direction_deg)
     if not gain > WRAPPING_SEAM_GAIN:
-        cut.notes.append(f"the frame's edges are taken as cut, as in a camera's view (the seam where they meet "
-                         f"moves {gain:.2f} times as the scene does; --edges)")
+        how = (f"the seam where they meet moves {gain:.2f} times as the scene does" if np.isfinite(gain)
+               else "the seam where they meet shows no gradient along the motion to tell")
+        cut.notes.append(f"the frame's edges are taken as cut, as in a camera's view ({how}; --edges)")
         return cut
     wrap = recovered(replace(opts, edges="wrap"))
     wrap.notes.append(f"the scene continues across the frame's edges (the seam where they meet moves {gain:.2f} "
