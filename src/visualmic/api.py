@@ -48,8 +48,8 @@ from .motion import (
     phase_gradient_sums,
     prepare_references,
 )
-from .pyramid import SteerablePyramid, choose_scales, wraps_smoothly
-from .seams import STRIP_PX, WRAPPING_SEAM_GAIN, edge_strips, seam_gain_of_strips
+from .pyramid import SteerablePyramid, choose_scales, edge_strips, wraps_smoothly
+from .seams import STRIP_PX, WRAPPING_SEAM_GAIN, seam_gain_of_strips
 from .rolling import (
     DriftingRowMotion,
     RowTiming,

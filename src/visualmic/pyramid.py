@@ -35,7 +35,7 @@ from scipy.special import factorial
 from .fftlib import fft2, ifft2, rfft2
 from .kernels import fused_available, fused_band_spectrum
 
-__all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales", "smooth_component_factors",
+__all__ = ["Band", "BlockCopy", "SteerablePyramid", "choose_scales", "edge_strips", "smooth_component_factors",
            "smooth_component_spectrum", "wraps_smoothly"]
 
 
@@ -460,9 +460,7 @@ class SteerablePyramid:
     @functools.cached_property
     def edge_mask(self) -> np.ndarray:
         """``(rows, cols)`` booleans: the first and last rows and columns."""
-        mask = np.ones(self.shape, dtype=bool)
-        mask[1:-1, 1:-1] = False
-        return mask
+        return edge_strips(self.shape, 1)
 
     def _plain_kernels(self, spectra: np.ndarray) -> np.ndarray:
         """``Re(ifft2(F))`` of half-plane spectra ``F``, ``(k, rows, cols)`` float32."""
@@ -540,6 +538,19 @@ class SteerablePyramid:
         spec = fft2(np.array(band_coefficients, dtype=np.complex64), workers=self.workers)  # a copy: fft2 may overwrite
         derivatives = [(2j * np.pi * f).astype(np.complex64) for f in (info.freq_y, info.freq_x)]
         return np.stack([ifft2(spec * derivative, workers=self.workers) for derivative in derivatives])
+
+
+def edge_strips(shape: tuple[int, int], strip_px: int) -> np.ndarray:
+    """``(rows, cols)`` booleans: the strips of ``strip_px`` pixels along the four edges.
+
+    Examples
+    --------
+    >>> int(edge_strips((8, 10), 2).sum())  # 8 x 10 less its 4 x 6 inside
+    56
+    """
+    strips = np.ones(shape, dtype=bool)
+    strips[strip_px:-strip_px, strip_px:-strip_px] = False
+    return strips
 
 
 def smooth_component_factors(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft
 
-from .pyramid import smooth_component_factors, smooth_component_spectrum
+from .pyramid import edge_strips, smooth_component_factors, smooth_component_spectrum
 
-__all__ = ["seam_gain", "seam_gain_of_strips", "edge_strips", "WRAPPING_SEAM_GAIN", "STRIP_PX"]
+__all__ = ["seam_gain", "seam_gain_of_strips", "WRAPPING_SEAM_GAIN", "STRIP_PX"]
 
 #: The seam gain above which a scene is taken to wrap (about 1 where it does, 0 where it does not).
 WRAPPING_SEAM_GAIN = 0.5
@@ -82,19 +82,6 @@ def seam_gain(frames: np.ndarray, displacement_px: np.ndarray, *, direction_deg:
                                direction_deg=direction_deg, strip_px=strip_px)
 
 
-def edge_strips(shape: tuple[int, int], strip_px: int) -> np.ndarray:
-    """``(rows, cols)`` booleans: the strips of ``strip_px`` pixels along the four edges.
-
-    Examples
-    --------
-    >>> int(edge_strips((8, 10), 2).sum())  # 8 x 10 less its 4 x 6 inside
-    56
-    """
-    strips = np.ones(shape, dtype=bool)
-    strips[strip_px:-strip_px, strip_px:-strip_px] = False
-    return strips
-
-
 def seam_gain_of_strips(mean_frame: np.ndarray, strip_values: np.ndarray, displacement_px: np.ndarray, *,
                         direction_deg: float, strip_px: int = STRIP_PX) -> float:
     """:func:`seam_gain` from what a stream of frames keeps: their mean and every frame's strip pixels.
@@ -104,7 +91,8 @@ def seam_gain_of_strips(mean_frame: np.ndarray, strip_values: np.ndarray, displa
     mean_frame : ndarray
         ``(rows, cols)`` mean of the frames.
     strip_values : ndarray
-        ``(n, pixels)``: each frame's pixels where ``edge_strips(shape, strip_px)`` is true, in order.
+        ``(n, pixels)``: each frame's pixels where :func:`visualmic.pyramid.edge_strips` (``shape, strip_px``)
+        is true, in order.
     displacement_px, direction_deg, strip_px
         As :func:`seam_gain` takes them.
 
