@@ -233,8 +233,14 @@ class VideoSource(FrameSource):
         plan = self.dequantize_softly(progress=progress)
         return _SoftlyDequantizedVideo(self, plan) if plan.applied else self
 
+    @property
+    def _whole_blocks(self) -> tuple[int, int]:
+        """Rows and columns of the frame's whole 8 x 8 JPEG blocks (those the soft values replace)."""
+        block = dequantize.BLOCK
+        return self.meta.height // block * block, self.meta.width // block * block
+
     def _plan_soft_dequantization(self, progress: bool) -> SoftDequantization:
-        height, width = self.meta.height // 8 * 8, self.meta.width // 8 * 8
+        height, width = self._whole_blocks
         group_frames = int(np.clip(dequantize.GROUP_BYTES / (4 * max(height * width, 1)),
                                    dequantize.MIN_FRAMES, dequantize.GROUP_FRAMES))
         tables = [table for table, _ in self._packets_and_frames(frames=False)]
@@ -298,7 +304,7 @@ class VideoSource(FrameSource):
         """The frames of each group that ends after ``from_frame``, as float32, cropped; dequantised
         softly with ``soft`` where it applies (the group before the first one yielded is fitted too,
         for its law to pass smoothly to the next)."""
-        height, width = self.meta.height // 8 * 8, self.meta.width // 8 * 8
+        height, width = self._whole_blocks
         softly = soft is not None and soft.applied
         wanted = next((i for i, g in enumerate(groups) if g[1] > from_frame), len(groups))
         frames = iter(self._packets_and_frames())
