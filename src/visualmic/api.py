@@ -31,7 +31,7 @@ from .combine import (
 )
 from .codec import repeated_frames
 from .config import (
-    AUTO_FLOOR_DB, AUTO_MARGIN_DB, AUTO_TWO_WAYS_MAX_PIXEL_FRAMES, MIN_FRAMES, SOFT_FLOOR_DB, SOFT_MARGIN_DB,
+    AUTO_FLOOR_DB, AUTO_MARGIN_DB, AUTO_SOFT_MAX_PIXEL_FRAMES, MIN_FRAMES, SOFT_FLOOR_DB, SOFT_MARGIN_DB,
     RecoverOptions, check_fps,
 )
 from .drift import ShiftEstimator, shift_spectrum
@@ -464,7 +464,7 @@ def _dequantize_softly(src: FrameSource, opts: RecoverOptions, *, clustered: boo
         return None, ([f"--dequantize soft applies to MJPEG video; this input ({kind}) is used as read"]
                       if opts.dequantize == "soft" else [])
     size = _fft_pixel_frames(src.meta, (src.meta.height, src.meta.width))
-    if opts.dequantize == "auto" and (math.inf if size is None else size) > AUTO_TWO_WAYS_MAX_PIXEL_FRAMES:
+    if opts.dequantize == "auto" and (math.inf if size is None else size) > AUTO_SOFT_MAX_PIXEL_FRAMES:
         return None, ["MJPEG: frames used as decoded; on a video this long, --dequantize soft must be asked "
                       "for (a first pass over the file, then about 0.1 us per pixel and frame)"]
     if clustered or (cached and opts.dequantize == "auto"):

@@ -10,7 +10,7 @@ from .sources.base import Roi
 
 __all__ = ["RecoverOptions", "check_fps", "check_device", "DEVICES_HELP", "METHODS", "DENOISERS", "DEQUANTIZERS",
            "EDGES", "STANDARD_RATE_HZ", "MIN_FRAMES", "AUTO_GRID", "AUTO_MARGIN_DB",
-           "AUTO_FLOOR_DB", "SOFT_MARGIN_DB", "SOFT_FLOOR_DB", "AUTO_TWO_WAYS_MAX_PIXEL_FRAMES"]
+           "AUTO_FLOOR_DB", "SOFT_MARGIN_DB", "SOFT_FLOOR_DB", "AUTO_SOFT_MAX_PIXEL_FRAMES"]
 
 def check_fps(fps: object) -> None:
     """Raise InputError unless ``fps`` is None (unknown) or a positive, finite number.
@@ -71,7 +71,7 @@ SOFT_MARGIN_DB = -1.0
 SOFT_FLOOR_DB = 6.0
 # The largest job (pixels x frames of the input) on which dequantize="auto" recovers both ways (4,400
 # frames of 128²: 7.2e7, 10 s against 1.2 s decoded alone on 2 cores).
-AUTO_TWO_WAYS_MAX_PIXEL_FRAMES = 5e8
+AUTO_SOFT_MAX_PIXEL_FRAMES = 5e8
 
 
 @dataclass(frozen=True)
