@@ -31,7 +31,8 @@ from .combine import (
 )
 from .codec import repeated_frames
 from .config import (
-    AUTO_FLOOR_DB, AUTO_MARGIN_DB, AUTO_SOFT_MAX_PIXEL_FRAMES, MIN_FRAMES, SOFT_FLOOR_DB, SOFT_MARGIN_DB,
+    AUTO_FLOOR_DB, AUTO_MARGIN_DB, AUTO_SOFT_MAX_PIXEL_FRAMES, MIN_COPIED_SHARE, MIN_FRAMES, SOFT_FLOOR_DB,
+    SOFT_MARGIN_DB,
     RecoverOptions, check_fps,
 )
 from .drift import ShiftEstimator, shift_spectrum
@@ -39,6 +40,10 @@ from .engine import default_chunk_frames, map_ordered, measuring_threads, stack_
 from .errors import InputError
 from .fftlib import limited_fft_threads, planned_work
 from .frames import check_roi, prepared_shape
+from .intercoded import (
+    BLOCK_PX, COPY_DEPTH, BlockMeasurements, block_displacements, block_grid, copied_blocks, predicts_between_frames,
+    recover_copied_motion,
+)
 from .linear import CHUNK_BYTES, LinearSums, linear_available
 from .motion import (
     BandReference,
@@ -122,6 +127,10 @@ class Recovery:
         ``"cut"`` when each frame's periodic component was analysed (the frame's edges taken
         as joining unrelated content), ``"wrap"`` when the frames were analysed as they are
         (see :attr:`visualmic.config.RecoverOptions.edges`).
+    copies : str
+        ``"filled"`` when the blocks a codec copied from earlier frames were set aside as missing
+        and the motion measured from the others (see :attr:`visualmic.config.RecoverOptions.copies`),
+        else ``"kept"``.
     """
 
     audio: np.ndarray
@@ -153,6 +162,7 @@ class Recovery:
     chunks_measured_by: dict = field(default_factory=dict)
     dequantized: str = "decoded"
     edges: str = "wrap"
+    copies: str = "kept"
 
     @property
     def region_weights(self) -> np.ndarray:
@@ -209,6 +219,7 @@ class Recovery:
             "chunks_measured_by": self.chunks_measured_by,
             "dequantized": self.dequantized,
             "edges": self.edges,
+            "copies": self.copies,
             "wall_s": self.wall_s,
             "frames_per_s": self.frames / self.wall_s if self.wall_s > 0 else None,
             "device": self.device,
@@ -775,6 +786,11 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
             displacement = highpass(combo.signal_px, fps=fps, cutoff_hz=highpass_hz, zero_phase=False)
         repeated = int(np.count_nonzero(repeated_frames(measured)))
         warnings += _codec_warnings(meta, repeated, count)
+        copies = "kept"
+        if direction is not None and _measures_blocks(meta, opts):
+            displacement, copies = _measured_by_fresh_blocks(
+                src, opts, roi, displacement, direction_deg=direction, fps=fps, highpass_hz=highpass_hz,
+                progress=progress, notes=notes)
 
         sound, kept, denoise_notes = _denoise(displacement, fps=fps, opts=opts, noise_floor_px=combo.noise_floor_px)
         audio, rate_hz, rate_notes = _at_output_rate(sound, fps=fps, opts=opts)
@@ -807,7 +823,82 @@ def _recover(src: FrameSource, opts: RecoverOptions, *, progress: bool, started:
             repeated_frames=repeated,
             chunks_measured_by=measured_by,
             edges="cut" if pyramid.periodic else "wrap",
+            copies=copies,
         )
+
+
+# Frames averaged into the still frame against which blocks are measured when a codec's copies are set
+# aside (:mod:`visualmic.intercoded`), and the most memory the per-block measurements may take (larger
+# blocks beyond: a block of several macroblocks counts as copied when all of them are).
+COPY_REFERENCE_FRAMES = 64
+COPY_MEASUREMENT_BYTES = 512e6
+
+
+def _measures_blocks(meta: Meta, opts: RecoverOptions) -> bool:
+    """Whether ``copies`` asks for the block measurement: ``"fill"``, or ``"auto"`` on lossy video from a
+    codec that predicts frames from others; the default method only."""
+    if opts.method != "phase" or opts.copies == "keep":
+        return False
+    return opts.copies == "fill" or bool(meta.lossy and predicts_between_frames(meta.codec))
+
+
+def _measured_by_fresh_blocks(src: FrameSource, opts: RecoverOptions, roi: tuple[int, int, int, int],
+                              guide_px: np.ndarray, *, direction_deg: float, fps: float, highpass_hz: float,
+                              progress: bool, notes: list[str]) -> tuple[np.ndarray, str]:
+    """The displacement measured again from the blocks a codec did not copy, the frames it copied whole
+    filled in (:func:`visualmic.intercoded.recover_copied_motion`, guided by ``guide_px``), and
+    ``"filled"``; or ``guide_px`` and ``"kept"`` where fewer than ``MIN_COPIED_SHARE`` of the textured
+    blocks were copied (``copies="auto"``) or none. The frames are read twice more: the first
+    ``COPY_REFERENCE_FRAMES`` for the still frame, then all of them."""
+    shape = prepared_shape(roi, opts.downsample)
+    count = len(guide_px)
+    block = max(1, BLOCK_PX // opts.downsample)
+    while count * (shape[0] // block) * (shape[1] // block) * 4 > COPY_MEASUREMENT_BYTES:
+        block *= 2
+    # Where the codec's grid starts in the processed frame (rounded up: no block straddles a grid line
+    # it can avoid).
+    origin = (-(-((-roi[1]) % BLOCK_PX) // opts.downsample), -(-((-roi[0]) % BLOCK_PX) // opts.downsample))
+    grid = block_grid(shape, origin=origin, block_px=block)
+    if grid[2] * grid[3] == 0:
+        notes.append(f"the frame is smaller than a codec block ({block} px): copied blocks are not set aside")
+        return guide_px, "kept"
+    chunk = default_chunk_frames(shape)
+    total, averaged = np.zeros(shape), 0
+    for _, frames in stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample,
+                                   stop=min(count, COPY_REFERENCE_FRAMES)):
+        total += frames.sum(axis=0, dtype=np.float64)
+        averaged += len(frames)
+    reference = total / averaged
+    reference_spectrum = np.fft.rfft2(reference)
+    estimate_shift = ShiftEstimator(reference_spectrum, shape)
+    angle = np.radians(direction_deg)
+    unit = np.array([-np.sin(angle), np.cos(angle)])  # (y, x), rows growing downwards
+    displacement = np.zeros((count, grid[2] * grid[3]), np.float32)
+    copied = np.zeros(displacement.shape, bool)
+    information = block_displacements(reference[None], reference, unit, grid=grid, block_px=block)[1]
+    before = np.zeros((0, *shape))
+    for first, frames in stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, stop=count,
+                                       progress=progress, description="blocks"):
+        copied[first: first + len(frames)] = copied_blocks(frames, before, grid=grid, block_px=block)
+        # Each chunk is measured against the still frame moved to where the chunk drifted (as the pyramid's
+        # measurement follows it: :mod:`visualmic.drift`), the first order holding only near it.
+        shift = estimate_shift(np.fft.rfft2(frames.mean(axis=0))[None])
+        here = reference if shift is None else np.fft.irfft2(shift_spectrum(reference_spectrum, -shift, shape), s=shape)
+        displacement[first: first + len(frames)] = block_displacements(
+            frames, here, unit, grid=grid, block_px=block)[0] + (0.0 if shift is None else float(shift @ unit))
+        before = np.concatenate([before, frames])[-COPY_DEPTH:]
+    share = float(copied.mean(axis=0) @ information / max(information.sum(), 1e-300))
+    if share == 0 or (opts.copies == "auto" and share < MIN_COPIED_SHARE):
+        notes.append(f"{100 * share:.1f} % of the textured blocks were copied from earlier frames: "
+                     "measured as decoded (--copies)")
+        return guide_px, "kept"
+    highpassed = highpass(displacement.T, fps=fps, cutoff_hz=highpass_hz).T
+    filled = recover_copied_motion(BlockMeasurements(highpassed, copied, information), guide_px)
+    notes.append(f"{100 * share:.0f} % of the textured blocks were copied from earlier frames by the codec: they "
+                 f"were set aside, the motion measured from the others in {block}-pixel blocks, and the "
+                 f"{100 * (1 - filled.observed.mean()):.0f} % of frames without any filled from the sound's "
+                 "spectrum (--copies)")
+    return highpass(filled.signal_px, fps=fps, cutoff_hz=highpass_hz), "filled"
 
 
 def _plans_first_order(meta: Meta, opts: RecoverOptions) -> bool:

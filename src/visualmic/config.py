@@ -10,7 +10,8 @@ from .sources.base import Roi
 
 __all__ = ["RecoverOptions", "check_fps", "check_device", "DEVICES_HELP", "METHODS", "DENOISERS", "DEQUANTIZERS",
            "EDGES", "STANDARD_RATE_HZ", "MIN_FRAMES", "AUTO_GRID", "AUTO_MARGIN_DB",
-           "AUTO_FLOOR_DB", "SOFT_MARGIN_DB", "SOFT_FLOOR_DB", "AUTO_SOFT_MAX_PIXEL_FRAMES"]
+           "AUTO_FLOOR_DB", "SOFT_MARGIN_DB", "SOFT_FLOOR_DB", "AUTO_SOFT_MAX_PIXEL_FRAMES", "COPIES",
+           "MIN_COPIED_SHARE"]
 
 def check_fps(fps: object) -> None:
     """Raise InputError unless ``fps`` is None (unknown) or a positive, finite number.
@@ -51,6 +52,7 @@ METHODS = ("phase", "davis2014")
 DENOISERS = ("none", "spectral", "mmse")
 DEQUANTIZERS = ("auto", "decoded", "soft")
 EDGES = ("auto", "cut", "wrap")
+COPIES = ("auto", "fill", "keep")
 STANDARD_RATE_HZ = 48000
 MIN_FRAMES = 16
 AUTO_GRID = 4  # regions per side measured by regions="auto"
@@ -72,6 +74,10 @@ SOFT_FLOOR_DB = 6.0
 # The largest job (pixels x frames of the input) on which dequantize="auto" recovers both ways (4,400
 # frames of 128²: 7.2e7, 10 s against 1.2 s decoded alone on 2 cores).
 AUTO_SOFT_MAX_PIXEL_FRAMES = 5e8
+# copies="auto" measures inter-coded video block by block (copied blocks as missing) where at least this
+# share of the textured blocks' information was copied from an earlier frame (x264 at its default CRF 23:
+# 96 % at 0.05 px, 81 % at 0.3 px, 46 % at 1 px; CRF 10 at 0.05 px: 40 %).
+MIN_COPIED_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,14 @@ class RecoverOptions:
         scene and carry its motion (up to 5 dB on textures whose opposite edges differ).
         ``"auto"``: ``"wrap"`` where the first frame wraps smoothly; else ``"cut"``, and again
         ``"wrap"`` if the seam moves with the recovered motion (:mod:`visualmic.seams`).
+    copies : {"auto", "fill", "keep"}
+        Video from a codec that predicts frames from others (H.264, HEVC...; ``"phase"``
+        only). ``"fill"``: blocks the codec copied from an earlier frame are set aside as
+        missing data, the others measured block by block, and frames without a fresh block
+        filled with the recovery's local spectrum (:mod:`visualmic.intercoded`): +1.7 to
+        +5 dB on H.264 at its default quality. ``"keep"``: the frames as decoded. ``"auto"``:
+        ``"fill"`` on such lossy video where at least ``MIN_COPIED_SHARE`` of the textured
+        blocks were copied.
     """
 
     fps: float | None = None
@@ -169,6 +183,7 @@ class RecoverOptions:
     device: str = "auto"
     dequantize: str = "auto"
     edges: str = "auto"
+    copies: str = "auto"
 
     def __post_init__(self) -> None:
         check_fps(self.fps)
@@ -179,6 +194,8 @@ class RecoverOptions:
             raise InputError(f"unknown dequantisation {self.dequantize!r}: choose one of {', '.join(DEQUANTIZERS)}")
         if self.edges not in EDGES:
             raise InputError(f"unknown edges {self.edges!r}: choose one of {', '.join(EDGES)}")
+        if self.copies not in COPIES:
+            raise InputError(f"unknown copies {self.copies!r}: choose one of {', '.join(COPIES)}")
         if self.denoise not in DENOISERS:
             raise InputError(f"unknown denoiser {self.denoise!r}: choose one of {', '.join(DENOISERS)}")
         if self.denoise == "mmse" and self.method == "davis2014":
