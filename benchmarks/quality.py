@@ -28,7 +28,9 @@ scales 3 (fine) and 31 (the coarsest); MJPEG also with ``--dequantize decoded``
 where that is estimated to be better, :mod:`visualmic.dequantize`).
 At 0.05 px H.264 copies almost every frame (nothing is left to recover), so
 the rigid scene also goes through H.264 at 0.3 and 1 px, where the codec keeps
-some of the motion. Two more columns put these figures in context: the 2014
+some of the motion; there also with ``--copies keep`` (the decoded frames measured
+as they are; the default sets the blocks the codec copied aside,
+:mod:`visualmic.intercoded`). Two more columns put these figures in context: the 2014
 recipe with a zero-phase high-pass instead of its causal one (what the better
 public ports do: 4-5 dB under the bound on the rigid scene), and an oracle that
 combines visualmic's own channel signals with the weights the truth makes best
@@ -159,18 +161,23 @@ def issue_scenes(seconds: float) -> list[dict]:
             drifting_far, amplitude_px=float(np.abs(drifting_far).max()), seed=55, flicker_hz=120.0, flicker_depth=0.1,
             **{**common, "size": (192, 192)}, view=(128, 128)), "ffv1"),
         ("rigid, MJPEG", rigid, "mjpeg"),
-        ("rigid, MJPEG, --dequantize decoded", rigid, "mjpeg+decoded"),
+        ("rigid, MJPEG, --dequantize decoded", rigid, "mjpeg+dequantize=decoded"),
         ("rigid, MJPEG qscale 3", rigid, "mjpeg:3"),
         ("rigid, MJPEG qscale 31", rigid, "mjpeg:31"),
-        ("rigid, MJPEG qscale 31, --dequantize decoded", rigid, "mjpeg:31+decoded"),
+        ("rigid, MJPEG qscale 31, --dequantize decoded", rigid, "mjpeg:31+dequantize=decoded"),
         ("rigid, H.264", rigid, "h264"),
         ("rigid 0.3 px, H.264", make_scene(sound, amplitude_px=0.3, seed=51, **common), "h264"),
+        ("rigid 0.3 px, H.264, --copies keep", make_scene(sound, amplitude_px=0.3, seed=51, **common),
+         "h264+copies=keep"),
         ("rigid 1 px, H.264", make_scene(sound, amplitude_px=1.0, seed=51, **common), "h264"),
+        ("rigid 1 px, H.264, --copies keep", make_scene(sound, amplitude_px=1.0, seed=51, **common),
+         "h264+copies=keep"),
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, scene, codec_quality in cases:
-            codec_quality, _, dequantize = codec_quality.partition("+")
+            codec_quality, _, override = codec_quality.partition("+")
+            overrides = dict([override.split("=")]) if override else {}
             codec, _, quality = codec_quality.partition(":")
             video = Path(tmp) / f"scene.{'mkv' if codec == 'ffv1' else 'mov'}"
             write_video(video, scene.frames(), fps=FPS, codec=codec, quality=int(quality) if quality else None)
@@ -181,7 +188,7 @@ def issue_scenes(seconds: float) -> list[dict]:
                 return snr_db(sound, scene.displacement_px, fps=FPS, band_hz=BAND, trim=200)
 
             for method in ("phase", "davis2014"):
-                rec = visualmic.recover(video, fps=FPS, method=method, dequantize=dequantize or "auto")
+                rec = visualmic.recover(video, fps=FPS, method=method, **overrides)
                 row[f"{method}_db"] = score(rec.native_audio)
                 if method == "davis2014":
                     row["davis2014_zero_phase_db"] = score(zero_phase_2014(rec))

@@ -41,8 +41,8 @@ from .errors import InputError
 from .fftlib import limited_fft_threads, planned_work
 from .frames import check_roi, prepared_shape
 from .intercoded import (
-    BLOCK_PX, COPY_DEPTH, BlockMeasurements, block_displacements, block_grid, copied_blocks, predicts_between_frames,
-    recover_copied_motion,
+    BLOCK_PX, COPY_DEPTH, MIN_OBSERVED_SHARE, BlockMeasurements, block_displacements, block_grid, copied_blocks,
+    predicts_between_frames, recover_copied_motion,
 )
 from .linear import CHUNK_BYTES, LinearSums, linear_available
 from .motion import (
@@ -893,11 +893,21 @@ def _measured_by_fresh_blocks(src: FrameSource, opts: RecoverOptions, roi: tuple
                      "measured as decoded (--copies)")
         return guide_px, "kept"
     highpassed = highpass(displacement.T, fps=fps, cutoff_hz=highpass_hz).T
-    filled = recover_copied_motion(BlockMeasurements(highpassed, copied, information), guide_px)
+    bipredicted = src.bipredicted_frames(count)
+    filled = recover_copied_motion(BlockMeasurements(highpassed, copied, information), guide_px,
+                                   bipredicted=bipredicted)
+    if filled is None:
+        notes.append(f"{100 * share:.0f} % of the textured blocks were copied from earlier frames by the codec, "
+                     f"leaving fewer than {100 * MIN_OBSERVED_SHARE:.0f} % of the frames with a block of their own: "
+                     "too few to fill the others from; measured as decoded (--copies)")
+        return guide_px, "kept"
+    b_frames = ("" if bipredicted is None or not bipredicted.any() else
+                f"; the B-frames ({100 * bipredicted.mean():.0f} %) weighted as "
+                f"{filled.bipredicted_noise_factor:g} times noisier")
     notes.append(f"{100 * share:.0f} % of the textured blocks were copied from earlier frames by the codec: they "
                  f"were set aside, the motion measured from the others in {block}-pixel blocks, and the "
                  f"{100 * (1 - filled.observed.mean()):.0f} % of frames without any filled from the sound's "
-                 "spectrum (--copies)")
+                 f"spectrum{b_frames} (--copies)")
     return highpass(filled.signal_px, fps=fps, cutoff_hz=highpass_hz), "filled"
 
 

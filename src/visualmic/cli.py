@@ -19,7 +19,9 @@ import soundfile
 
 from . import __version__
 from .api import calibrate_line_delay, inspect, measure_motion, recover, recover_rolling, vibration_map
-from .config import DENOISERS, DEQUANTIZERS, DEVICES_HELP, EDGES, METHODS, STANDARD_RATE_HZ, RecoverOptions
+from .config import (
+    COPIES, DENOISERS, DEQUANTIZERS, DEVICES_HELP, EDGES, METHODS, STANDARD_RATE_HZ, RecoverOptions,
+)
 from .engine import peak_memory_mb
 from .errors import InputError
 from .outputs import (
@@ -183,7 +185,13 @@ def main() -> None:
 @click.option("--edges", type=click.Choice(EDGES), default=RecoverOptions.edges, show_default=True,
               help="What lies beyond the frame's edges: 'cut' (a camera's view of a larger scene), 'wrap' (the "
                    "scene continues across them: a texture shifted periodically, as simulations do); 'auto' "
-                   "recovers both ways where the frame does not wrap smoothly and keeps the better estimate.")
+                   "cuts them where the frame does not wrap smoothly, and wraps them if the seam where they "
+                   "meet moves with the recovered motion.")
+@click.option("--copies", type=click.Choice(COPIES), default=RecoverOptions.copies, show_default=True,
+              help="H.264, HEVC and other codecs that copy blocks between frames: 'fill' sets the copied "
+                   "blocks aside, measures the motion from the others and fills the frames without any "
+                   "(+2 to +5 dB at H.264's default quality); 'keep' measures the frames as decoded; 'auto' "
+                   "fills on such video where blocks were copied.")
 @click.option("--rolling-shutter", is_flag=True,
               help="Every row is a sample at its own time: sound above the frame rate (needs --line-delay).")
 @click.option("--line-delay", "line_delay_s", type=float, default=None,
@@ -214,7 +222,7 @@ def main() -> None:
 def recover_command(video: Path, output: Path, fps: float | None, roi: str | None, downsample: float,
                     scales: int | None, orientations: int, method: str, reference_frames: int,
                     highpass_hz: float | None, denoise: str, rate: str, regions: str, border_px: float,
-                    dequantize: str, edges: str, rolling_shutter: bool, line_delay_s: float | None,
+                    dequantize: str, edges: str, copies: str, rolling_shutter: bool, line_delay_s: float | None,
                     line_rate_hz: float | None, exposure_s: float, row_order: str, frame_offsets: bool,
                     report: Path | None, reference: Path | None, scheduler: str | None, workers: int | None,
                     cache_dir: Path | None, threads: int | None, device: str, as_json: bool, quiet: bool) -> None:
@@ -271,6 +279,7 @@ def recover_command(video: Path, output: Path, fps: float | None, roi: str | Non
         device=device,
         dequantize=dequantize,
         edges=edges,
+        copies=copies,
     )
     result = recover(video, options=options, progress=not quiet, cache_dir=cache_dir, scheduler=scheduler,
                      workers=workers)

@@ -199,6 +199,12 @@ class FrameSource(ABC):
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield chunks of cropped grey frames, typed as :func:`stored_grey` types them."""
 
+    def bipredicted_frames(self, count: int) -> np.ndarray | None:
+        """Which of the first ``count`` frames a codec coded as bi-predicted (B-frames: from frames
+        before and after them), as decoding them has shown; None where the source does not know
+        (not a video, or those frames not decoded yet)."""
+        return None
+
     def close(self) -> None:
         """Release the file (sources that hold one override this)."""
 

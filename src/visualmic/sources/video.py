@@ -23,6 +23,7 @@ LOSSLESS_CODECS = frozenset(
 )
 
 # Pixel formats whose first plane is the luma (or grey) plane.
+B_PICTURE = 3  # FFmpeg's AV_PICTURE_TYPE_B
 _LUMA_FIRST = ("gray", "yuv", "yuvj", "yuva", "nv12", "nv16", "nv21", "nv24", "p010", "p016", "y210", "ya")
 
 
@@ -39,6 +40,14 @@ def _grey(frame: av.VideoFrame) -> np.ndarray:
         return rows[: frame.height, : frame.width]
     rgb = frame.to_ndarray(format="rgb48le" if bits > 8 else "rgb24")
     return rgb.mean(axis=-1, dtype=np.float32)
+
+
+def _is_bipredicted(frame: av.VideoFrame) -> bool:
+    """Whether the codec coded this frame as a B-frame (PyAV gives FFmpeg's picture type as an
+    integer, 3 for B, or in older releases as an enumeration named "B")."""
+    kind = frame.pict_type
+    name = getattr(kind, "name", kind)
+    return name == "B" if isinstance(name, str) else int(kind) == B_PICTURE
 
 
 def rate_storage_problem(container_format: str, fps: float) -> str | None:
@@ -151,6 +160,7 @@ class VideoSource(FrameSource):
     def __init__(self, path: Path) -> None:
         self._path = path
         self._soft: SoftDequantization | None = None
+        self._bipredicted = bytearray()  # per frame, as decoded: 1 for a B-frame
         try:
             container = av.open(str(path))
         except av.error.FFmpegError as exc:
@@ -345,6 +355,8 @@ class VideoSource(FrameSource):
             for frame in container.decode(stream):
                 if stop is not None and index >= stop:
                     break
+                if index == len(self._bipredicted):
+                    self._bipredicted.append(_is_bipredicted(frame))
                 if index >= first:
                     grey = _grey(frame)[rows, cols]
                     if block is None:  # each frame is copied once, from the decoder's buffer into its chunk
@@ -361,6 +373,12 @@ class VideoSource(FrameSource):
             container.close()
         if filled:
             yield first, block[:filled]
+
+    def bipredicted_frames(self, count: int) -> np.ndarray | None:
+        """See :meth:`FrameSource.bipredicted_frames` (known once the frames have been read in order)."""
+        if len(self._bipredicted) < count:
+            return None
+        return np.frombuffer(bytes(self._bipredicted[:count]), dtype=np.uint8).astype(bool)
 
     def _soft_chunks(self, soft: SoftDequantization, chunk_frames: int, start: int, stop: int | None,
                      rows: slice, cols: slice) -> Iterator[tuple[int, np.ndarray]]:
