@@ -159,8 +159,9 @@ class RecoverOptions:
         Video from a codec that predicts frames from others (H.264, HEVC...; ``"phase"``
         only). ``"fill"``: blocks the codec copied from an earlier frame are set aside as
         missing data, the others measured block by block, and frames without a fresh block
-        filled with the recovery's local spectrum (:mod:`visualmic.intercoded`): +1.7 to
-        +5 dB on H.264 at its default quality. ``"keep"``: the frames as decoded. ``"auto"``:
+        filled with the recovery's local spectrum (:mod:`visualmic.intercoded`): +0.8 to
+        +3.9 dB over 12 H.264 scenes (``benchmarks/copies.py``), the time about doubled.
+        ``"keep"``: the frames as decoded. ``"auto"``:
         ``"fill"`` on such lossy video where at least ``MIN_COPIED_SHARE`` of the textured
         blocks were copied.
     """

@@ -9,15 +9,16 @@ that are stale: averaging them all (what a pyramid over the whole frame does)
 pulls the motion towards the reference's and leaves it 2-3 dB above noise at
 0.3 px (x264's default CRF 23, ``benchmarks/quality.py``).
 
-Here each block's displacement is measured to first order, the copied blocks of
-every frame are set aside (a block identical to the same block in one of the
-``COPY_DEPTH`` frames before it holds no measurement of its own), the fresh
-blocks are averaged with weights from their gains and noise against a guide
-signal (the pyramid's recovery), and the frames where no block is fresh are
-filled by the Wiener estimate of a signal whose local spectrum is the guide's
-(:func:`fill_missing`), its noise level chosen by cross-validation on held-out
-frames. On the rigid scene of the quality benchmark: 2.8 -> 6.0 dB at 0.3 px,
-14.0 -> 15.8 dB at 1 px.
+Here each block's displacement is measured to first order (the light's gain
+and offset fitted with it), the copied blocks of every frame are set aside (a
+block identical to the same block in one of the ``COPY_DEPTH`` frames before it
+holds no measurement of its own), the fresh blocks are averaged with weights
+from their gains and noise against a guide signal (the pyramid's recovery), and
+the frames where no block is fresh are filled by the Wiener estimate of a signal
+whose local spectrum is the guide's (:func:`fill_missing`), the noise levels
+(the B-frames' apart, where the decoder tells them) chosen by cross-validation.
+On the rigid scene of the quality benchmark: 2.8 -> 6.1 dB at 0.3 px, 14.0 ->
+16.2 dB at 1 px (``benchmarks/copies.py`` has more scenes).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 __all__ = [
     "BLOCK_PX", "COPY_DEPTH", "MIN_OBSERVED_SHARE", "BlockMeasurements", "FilledMotion", "block_grid", "copied_blocks",
@@ -222,10 +224,17 @@ def block_displacements(frames: np.ndarray, reference: np.ndarray, unit_vector: 
     still = _blocks(ref[None], grid, block_px)[0]
     basis = np.stack([g, still - still.mean(axis=1, keepdims=True), np.ones_like(g)], axis=1)  # (b, 3, p)
     gram = np.einsum("bip,bjp->bij", basis, basis) + 1e-9 * np.eye(3)
-    first_row = np.linalg.pinv(gram)[:, 0, :]  # (b, 3): the motion's coefficient from the projections
-    change = _blocks(np.asarray(frames, np.float64) - ref, grid, block_px)
-    displacement = -np.einsum("nbp,bip,bi->nb", change, basis, first_row)
-    return displacement.astype(np.float32), information
+    # The motion's coefficient is one weighted sum of the block's pixels: the first row of the inverse
+    # Gram matrix applied to the basis.
+    weights = np.einsum("bi,bip->bp", np.linalg.pinv(gram)[:, 0, :], basis)
+    # As an image over the grid: each frame's sums are then taken block by block on a reshaped view.
+    rows, cols, down, across = grid
+    image = weights.reshape(down, across, block_px, block_px).swapaxes(1, 2).reshape(
+        down * block_px, across * block_px).astype(np.float32)
+    offset = np.einsum("bp,bp->b", weights, _blocks(ref[None], grid, block_px)[0])
+    weighted = np.asarray(frames, np.float32)[:, rows, cols] * image
+    sums = weighted.reshape(len(weighted), down, block_px, across, block_px).sum(axis=(2, 4), dtype=np.float64)
+    return (offset - sums.reshape(len(weighted), -1)).astype(np.float32), information
 
 
 def fresh_block_average(displacement_px: np.ndarray, copied: np.ndarray, guide_px: np.ndarray,
@@ -334,11 +343,11 @@ def fill_missing(signal: np.ndarray, observed: np.ndarray, guide: np.ndarray, *,
     variance = np.broadcast_to(np.asarray(noise_variance, dtype=np.float64), (count,))
     precision = np.divide(1.0, variance, out=np.zeros(count), where=observed & (variance > 0))[index] * inside
     data = np.where(inside, signal[index], 0.0)
-    spectrum = np.abs(np.fft.rfft(np.where(inside, guide[index], 0.0) * taper, axis=1)) ** 2 / np.sum(taper**2)
+    spectrum = np.abs(scipy.fft.rfft(np.where(inside, guide[index], 0.0) * taper, axis=1)) ** 2 / np.sum(taper**2)
     root = np.sqrt(spectrum + 1e-9 * spectrum.mean(axis=1, keepdims=True) + 1e-300)
 
     def colour(z: np.ndarray) -> np.ndarray:  # C^(1/2) z: white to the guide's spectrum
-        return np.fft.irfft(np.fft.rfft(z, axis=1) * root, n=window, axis=1)
+        return scipy.fft.irfft(scipy.fft.rfft(z, axis=1) * root, n=window, axis=1)
 
     def system(z: np.ndarray) -> np.ndarray:  # (I + C^(1/2) P C^(1/2)) z, P: the observations' precisions
         return z + colour(precision * colour(z))
