@@ -195,7 +195,7 @@ def issue_scenes(seconds: float) -> list[dict]:
                 else:
                     row["best_linear_combination_db"] = score(best_linear_combination(rec, scene.displacement_px))
                     row["estimated_snr_db"] = rec.estimated_snr_db
-                    row["estimated_snr_is_upper_bound"] = bool(rec.meta.lossy)
+                    row["estimated_snr_is_upper_bound"] = rec.summary()["estimated_snr_is_upper_bound"]
                     row["repeated_frames_fraction"] = rec.repeated_frames / rec.frames
                     # Where the surface moved by 0.10-0.15 px, how far the recovered motion says it moved:
                     # a codec that drops sub-pixel motion leaves nothing there to recover.

@@ -197,6 +197,12 @@ def test_h264_copies_set_aside_recover_more_of_the_sound(h264_scene):
     assert snr["auto"] > snr["keep"] + 2
     assert any("copied from earlier frames by the codec" in n for n in results["auto"].notes)
     assert results["auto"].summary()["copies"] == "filled"
+    # Self-assessment: decoded as they are, the estimate sees camera noise only (33.5 dB estimated for 1.7:
+    # flagged an upper bound); filled, it comes from predicting the observed frames (1.9 for 4.6).
+    assert results["keep"].summary()["estimated_snr_is_upper_bound"]
+    assert not results["auto"].summary()["estimated_snr_is_upper_bound"]
+    assert abs(results["auto"].estimated_snr_db - snr["auto"]) < 4
+    assert any("predicted from the others" in w for w in results["auto"].warnings)
 
 
 def test_a_drifting_flickering_surface_through_h264(tmp_path):

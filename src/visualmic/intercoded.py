@@ -103,12 +103,17 @@ class FilledMotion:
         the I- and P-frames', where the B-frames are known).
     bipredicted_noise_factor : float
         The B-frames' noise variance over the others', chosen with it (1: not told apart).
+    prediction_error_px2 : float
+        Mean squared error predicting each observed frame from the others (all
+        kinds) under the chosen noise levels: a measure of the error left,
+        codec's included.
     """
 
     signal_px: np.ndarray
     observed: np.ndarray
     noise_variance_px2: float
     bipredicted_noise_factor: float = 1.0
+    prediction_error_px2: float = float("nan")
 
 
 def block_grid(shape: tuple[int, int], *, origin: tuple[int, int] = (0, 0),
@@ -440,18 +445,20 @@ def recover_copied_motion(measurements: BlockMeasurements, guide_px: np.ndarray,
     fold = np.random.default_rng(seed).integers(0, FOLDS, len(signal))
     scored = observed & ~kinds if (observed & ~kinds).any() else observed
 
-    def prediction_error(choice: tuple[float, float]) -> float:
-        """Squared error predicting each fold of observed frames from the others (references only)."""
-        total = 0.0
+    def prediction_errors(choice: tuple[float, float]) -> np.ndarray:
+        """Each observed frame predicted from the others, a fold at a time: the squared errors (NaN
+        where not predicted)."""
+        errors = np.full(len(signal), np.nan)
         for part in _excerpts(len(signal)):
             for k in range(FOLDS):
-                held_out = fold[part] == k
+                held_out = observed[part] & (fold[part] == k)
                 guess = fill_missing(signal[part], observed[part] & ~held_out, guide_px[part],
                                      noise_variance=variances(*choice)[part])
-                total += float(np.sum((guess - signal[part])[held_out & scored[part]] ** 2))
-        return total
+                errors[part][held_out] = (guess - signal[part])[held_out] ** 2
+        return errors
 
     factors = B_NOISE_FACTORS if kinds.any() else (1.0,)
-    share, factor = min(((share, factor) for share in NOISE_SHARES for factor in factors), key=prediction_error)
+    tried = {(share, factor): prediction_errors((share, factor)) for share in NOISE_SHARES for factor in factors}
+    share, factor = min(tried, key=lambda choice: float(np.nansum(tried[choice][scored])))
     filled = fill_missing(signal, observed, guide_px, noise_variance=variances(share, factor))
-    return FilledMotion(filled, observed, share * scale, factor)
+    return FilledMotion(filled, observed, share * scale, factor, float(np.nanmean(tried[share, factor][observed])))
