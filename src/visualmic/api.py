@@ -41,8 +41,8 @@ from .errors import InputError
 from .fftlib import limited_fft_threads, planned_work
 from .frames import check_roi, prepared_shape
 from .intercoded import (
-    BLOCK_PX, COPY_DEPTH, MIN_OBSERVED_SHARE, BlockMeasurements, block_displacements, block_grid, copied_blocks,
-    predicts_between_frames, recover_copied_motion,
+    BLOCK_PX, COPY_DEPTH, MIN_OBSERVED_SHARE, BlockMeasurements, BlockMeter, block_grid, predicts_between_frames,
+    recover_copied_motion,
 )
 from .linear import CHUNK_BYTES, LinearSums, linear_available
 from .motion import (
@@ -872,25 +872,16 @@ def _measured_by_fresh_blocks(src: FrameSource, opts: RecoverOptions, roi: tuple
                                    stop=min(count, COPY_REFERENCE_FRAMES)):
         total += frames.sum(axis=0, dtype=np.float64)
         averaged += len(frames)
-    reference = total / averaged
-    reference_spectrum = np.fft.rfft2(reference)
-    estimate_shift = ShiftEstimator(reference_spectrum, shape)
     angle = np.radians(direction_deg)
-    unit = np.array([-np.sin(angle), np.cos(angle)])  # (y, x), rows growing downwards
+    meter = BlockMeter(total / averaged, np.array([-np.sin(angle), np.cos(angle)]), grid=grid, block_px=block)
     displacement = np.zeros((count, grid[2] * grid[3]), np.float32)
     copied = np.zeros(displacement.shape, bool)
-    information = block_displacements(reference[None], reference, unit, grid=grid, block_px=block)[1]
-    before = np.zeros((0, *shape))
+    before = np.zeros((0, *shape), np.float32)
     for first, frames in stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, stop=count,
                                        progress=progress, description="blocks"):
-        copied[first: first + len(frames)] = copied_blocks(frames, before, grid=grid, block_px=block)
-        # Each chunk is measured against the still frame moved to where the chunk drifted (as the pyramid's
-        # measurement follows it: :mod:`visualmic.drift`), the first order holding only near it.
-        shift = estimate_shift(np.fft.rfft2(frames.mean(axis=0))[None])
-        here = reference if shift is None else np.fft.irfft2(shift_spectrum(reference_spectrum, -shift, shape), s=shape)
-        displacement[first: first + len(frames)] = block_displacements(
-            frames, here, unit, grid=grid, block_px=block)[0] + (0.0 if shift is None else float(shift @ unit))
+        displacement[first: first + len(frames)], copied[first: first + len(frames)] = meter(frames, before)
         before = np.concatenate([before, frames])[-COPY_DEPTH:]
+    information = meter.information
     share = float(copied.mean(axis=0) @ information / max(information.sum(), 1e-300))
     if share == 0 or (opts.copies == "auto" and share < MIN_COPIED_SHARE):
         notes.append(f"{100 * share:.1f} % of the textured blocks were copied from earlier frames: "

@@ -28,8 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from .drift import ShiftEstimator, shift_spectrum
+
 __all__ = [
-    "BLOCK_PX", "COPY_DEPTH", "MIN_OBSERVED_SHARE", "BlockMeasurements", "FilledMotion", "block_grid", "copied_blocks",
+    "BLOCK_PX", "COPY_DEPTH", "MIN_OBSERVED_SHARE", "BlockMeasurements", "FilledMotion", "BlockMeter", "block_grid",
+    "copied_blocks",
     "block_displacements", "fresh_block_average", "fill_missing", "recover_copied_motion", "predicts_between_frames",
 ]
 
@@ -240,6 +243,67 @@ def block_displacements(frames: np.ndarray, reference: np.ndarray, unit_vector: 
     weighted = np.asarray(frames, np.float32)[:, rows, cols] * image
     sums = weighted.reshape(len(weighted), down, block_px, across, block_px).sum(axis=(2, 4), dtype=np.float64)
     return (offset - sums.reshape(len(weighted), -1)).astype(np.float32), information
+
+
+class BlockMeter:
+    """Measures chunks of a video block by block: displacements and the blocks a codec copied.
+
+    Each chunk is measured against the still frame moved to where the chunk has
+    drifted (estimated from its mean frame by :class:`visualmic.drift.ShiftEstimator`,
+    as the pyramid's measurement follows drift): the first order holds near the
+    reference only. The drift along the direction is added back, so that a
+    block's displacement is continuous from chunk to chunk.
+
+    Parameters
+    ----------
+    reference : ndarray
+        ``(rows, cols)`` the still frame (a mean of the first frames).
+    unit_vector : ndarray
+        ``(y, x)`` direction of motion in image axes (rows grow downwards).
+    grid : tuple
+        From :func:`block_grid`.
+    block_px : int
+        Block side.
+
+    Attributes
+    ----------
+    information : ndarray
+        ``(blocks,)`` as :func:`block_displacements` gives it for the reference.
+
+    Examples
+    --------
+    >>> from visualmic.synth import moving_frames, procedural_texture
+    >>> texture = procedural_texture((64, 64), seed=1)
+    >>> frames = np.concatenate(list(moving_frames(texture, np.linspace(0, 2, 64))))  # drifts 2 px
+    >>> meter = BlockMeter(frames[:4].mean(axis=0), np.array([0.0, 1.0]), grid=block_grid((64, 64)))
+    >>> moved, copied = meter(frames[-32:], frames[-36:-32])
+    >>> round(float(np.median(moved[-1])), 1), bool(copied.any())
+    (2.0, False)
+    """
+
+    def __init__(self, reference: np.ndarray, unit_vector: np.ndarray, *, grid: tuple[slice, slice, int, int],
+                 block_px: int = BLOCK_PX) -> None:
+        self._reference = np.asarray(reference, np.float64)
+        self._spectrum = np.fft.rfft2(self._reference)
+        self._estimate_shift = ShiftEstimator(self._spectrum, self._reference.shape)
+        self._unit = np.asarray(unit_vector, np.float64)
+        self._grid, self._block_px = grid, block_px
+        self.information = block_displacements(self._reference[None], self._reference, self._unit, grid=grid,
+                                                block_px=block_px)[1]
+
+    def __call__(self, frames: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(n, blocks)`` displacements (pixels along the direction, float32) and copies (bool) of a
+        chunk of frames, given the frames before it (see :func:`copied_blocks`)."""
+        copied = copied_blocks(frames, previous, grid=self._grid, block_px=self._block_px)
+        shift = self._estimate_shift(np.fft.rfft2(np.mean(frames, axis=0))[None])
+        if shift is None:
+            here, along = self._reference, 0.0
+        else:
+            shape = self._reference.shape
+            here = np.fft.irfft2(shift_spectrum(self._spectrum, -shift, shape), s=shape)
+            along = float(shift @ self._unit)
+        displacement = block_displacements(frames, here, self._unit, grid=self._grid, block_px=self._block_px)[0]
+        return displacement + np.float32(along), copied
 
 
 def fresh_block_average(displacement_px: np.ndarray, copied: np.ndarray, guide_px: np.ndarray,
