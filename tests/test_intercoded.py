@@ -169,6 +169,26 @@ def test_noisier_b_frames_are_told_apart():
     assert snr(told.signal_px) > snr(untold.signal_px) + 2
 
 
+def test_the_guide_counts_as_an_observation_only_where_it_predicts_well():
+    """A guide with a little noise of its own is fused with sparse noisy blocks (its variance finite,
+    the result better than either); a guide that is mostly noise only shapes the spectrum."""
+    rng = np.random.default_rng(4)
+    s = np.sin(2 * np.pi * np.arange(4000) / 6.7) * (1 + 0.5 * np.sin(np.arange(4000) / 200))
+    blocks = s[:, None] + 0.4 * rng.standard_normal((4000, 2))
+    copied = rng.random((4000, 2)) < 0.7
+    measurements = BlockMeasurements(blocks, copied, np.ones(2))
+
+    def snr(x):
+        return snr_db(x, s, fps=FPS, band_hz=None, trim=100)
+
+    good_guide = s + 0.15 * rng.standard_normal(4000)
+    fused = recover_copied_motion(measurements, good_guide)
+    assert np.isfinite(fused.guide_noise_variance_px2)
+    assert snr(fused.signal_px) > max(snr(good_guide), snr(np.where(copied, 0, blocks).mean(axis=1))) + 1
+    noise_guide = 0.2 * s + rng.standard_normal(4000)
+    assert recover_copied_motion(measurements, noise_guide).guide_noise_variance_px2 == np.inf
+
+
 def test_too_few_observed_frames_are_not_filled():
     s = np.sin(np.arange(2000) / 2.0)
     copied = np.ones((2000, 2), bool)

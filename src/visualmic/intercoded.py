@@ -15,14 +15,17 @@ block identical to the same block in one of the ``COPY_DEPTH`` frames before it
 holds no measurement of its own), the fresh blocks are averaged with weights
 from their gains and noise against a guide signal (the pyramid's recovery), and
 the frames where no block is fresh are filled by the Wiener estimate of a signal
-whose local spectrum is the guide's (:func:`fill_missing`), the noise levels
-(the B-frames' apart, where the decoder tells them) chosen by cross-validation.
-On the rigid scene of the quality benchmark: 2.8 -> 6.1 dB at 0.3 px, 14.0 ->
-16.2 dB at 1 px (``benchmarks/copies.py`` has more scenes).
+whose local spectrum is the guide's (:func:`fill_missing`), the guide itself
+counting as a second, noisier observation of every frame where that predicts
+better; the noise levels (the B-frames' apart, where the decoder tells them, and
+the guide's) are chosen by cross-validation. On the rigid scene of the quality
+benchmark: 2.8 -> 7.2 dB at 0.3 px, 14.0 -> 17.2 dB at 1 px
+(``benchmarks/copies.py`` has more scenes).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +52,7 @@ CV_EXCERPT_FRAMES = 4096  # ... on excerpts of this length (a long video: CV_EXC
 CV_EXCERPTS = 8
 NOISE_SHARES = (0.003, 0.01, 0.03, 0.1, 0.3)  # candidate noise variances, as shares of the observed variance
 B_NOISE_FACTORS = (1.0, 3.0, 10.0, 30.0)  # candidate ratios of a B-frame's noise variance to the others'
+GUIDE_SHARES = (0.1, 0.3, 1.0, 3.0)  # candidate noise variances of the guide as a second observation (or none)
 MIN_FRESH_SHARE = 0.05  # a frame counts as observed when its fresh blocks hold this share of the weight
 # Fewer observed frames than this share leave gaps of ten frames and more on average: a quarter period at
 # fps / 40, too long to bridge for sound (H.264 at 0.05 px: 2 % observed, the fill 7.5 dB worse than the
@@ -114,6 +118,9 @@ class FilledMotion:
         Mean squared error predicting each observed frame from the others (all
         kinds) under the chosen noise levels: a measure of the error left,
         codec's included.
+    guide_noise_variance_px2 : float
+        Noise variance of the guide as a second observation of every frame,
+        chosen by cross-validation too (inf: the guide shapes the spectrum only).
     """
 
     signal_px: np.ndarray
@@ -121,6 +128,7 @@ class FilledMotion:
     noise_variance_px2: float
     bipredicted_noise_factor: float = 1.0
     prediction_error_px2: float = float("nan")
+    guide_noise_variance_px2: float = float("inf")
 
 
 def block_grid(shape: tuple[int, int], *, origin: tuple[int, int] = (0, 0),
@@ -467,7 +475,12 @@ def recover_copied_motion(measurements: BlockMeasurements, guide_px: np.ndarray,
     B-frame's blocks are mostly interpolated between its references, not
     measured, and the frames that score the choice are then the references (I-
     and P-frames) only. Over 7 H.264 scenes (0.15-1 px, CRF 18 and 23) the
-    choice lands within 0.6 dB of the best of the grid.
+    choice lands within 0.6 dB of the best of the grid. Then the guide's own
+    noise variance (``GUIDE_SHARES`` of the same scale, or none), as a second
+    observation of every frame fused with the first by their precisions, scored
+    with the guide left out at the held-out frames too (its errors there are
+    partly the observation's own, which would make it look better than it is):
+    +0.4 to +0.8 dB at 0.6-1 px, none chosen at 0.15-0.3 px, -0.2 dB at CRF 18.
 
     Parameters
     ----------
@@ -507,27 +520,51 @@ def recover_copied_motion(measurements: BlockMeasurements, guide_px: np.ndarray,
     guide_px = guide_px * float(signal[observed] @ observed_guide) / max(float(observed_guide @ observed_guide), 1e-300)
     kinds = np.zeros(len(signal), bool) if bipredicted is None else np.asarray(bipredicted, bool)
     scale = float(np.var(signal[observed]))
+    fold = np.random.default_rng(seed).integers(0, FOLDS, len(signal))
+    scored = observed & ~kinds if (observed & ~kinds).any() else observed
 
     def variances(share: float, factor: float) -> np.ndarray:
         return share * scale * np.where(kinds, factor, 1.0)
 
-    fold = np.random.default_rng(seed).integers(0, FOLDS, len(signal))
-    scored = observed & ~kinds if (observed & ~kinds).any() else observed
-
-    def prediction_errors(choice: tuple[float, float]) -> np.ndarray:
-        """Each observed frame predicted from the others, a fold at a time: the squared errors (NaN
-        where not predicted)."""
+    def prediction_errors(share: float, factor: float, guide_share: float | None = None) -> np.ndarray:
+        """Each observed frame predicted from the others (and the guide elsewhere: its errors at a frame
+        are partly the observation's own), a fold at a time: the squared errors (NaN where not predicted)."""
         errors = np.full(len(signal), np.nan)
         for part in _excerpts(len(signal)):
             for k in range(FOLDS):
                 held_out = observed[part] & (fold[part] == k)
-                guess = fill_missing(signal[part], observed[part] & ~held_out, guide_px[part],
-                                     noise_variance=variances(*choice)[part])
+                guess = _fill_with_guide(signal[part], observed[part] & ~held_out, guide_px[part],
+                                         variances(share, factor)[part], guide_share and guide_share * scale,
+                                         guide_at=~held_out)
                 errors[part][held_out] = (guess - signal[part])[held_out] ** 2
         return errors
 
+    def total(errors: np.ndarray) -> float:
+        return float(np.nansum(errors[scored]))
+
     factors = B_NOISE_FACTORS if kinds.any() else (1.0,)
-    tried = {(share, factor): prediction_errors((share, factor)) for share in NOISE_SHARES for factor in factors}
-    share, factor = min(tried, key=lambda choice: float(np.nansum(tried[choice][scored])))
-    filled = fill_missing(signal, observed, guide_px, noise_variance=variances(share, factor))
-    return FilledMotion(filled, observed, share * scale, factor, float(np.nanmean(tried[share, factor][observed])))
+    tried = {(share, factor): prediction_errors(share, factor) for share in NOISE_SHARES for factor in factors}
+    share, factor = min(tried, key=lambda choice: total(tried[choice]))
+    guided = {None: tried[share, factor]} | {g: prediction_errors(share, factor, g) for g in GUIDE_SHARES}
+    guide_share = min(guided, key=lambda choice: total(guided[choice]))
+    filled = _fill_with_guide(signal, observed, guide_px, variances(share, factor),
+                              guide_share and guide_share * scale, guide_at=np.ones(len(signal), bool))
+    return FilledMotion(filled, observed, share * scale, factor, float(np.nanmean(guided[guide_share][observed])),
+                        math.inf if guide_share is None else guide_share * scale)
+
+
+def _fill_with_guide(signal: np.ndarray, observed: np.ndarray, guide: np.ndarray, variances: np.ndarray,
+                     guide_variance: float | None, *, guide_at: np.ndarray) -> np.ndarray:
+    """:func:`fill_missing` of the observations and, where ``guide_at`` and ``guide_variance`` is given,
+    the guide as a second observation of the same signal with that noise variance (fused frame by frame
+    by their precisions)."""
+    precision = np.divide(1.0, variances, out=np.zeros(len(signal)), where=observed)
+    data = np.where(observed, signal, 0.0)
+    if guide_variance is not None:
+        guide_precision = np.where(guide_at, 1.0 / guide_variance, 0.0)
+        data = np.divide(precision * data + guide_precision * guide, precision + guide_precision,
+                         out=np.zeros(len(signal)), where=precision + guide_precision > 0)
+        precision = precision + guide_precision
+    seen = precision > 0
+    return fill_missing(data, seen, guide, noise_variance=np.divide(1.0, precision, out=np.ones(len(signal)),
+                                                                     where=seen))
