@@ -190,7 +190,7 @@ def main() -> None:
 @click.option("--copies", type=click.Choice(COPIES), default=RecoverOptions.copies, show_default=True,
               help="H.264, HEVC and other codecs that copy blocks between frames: 'fill' sets the copied "
                    "blocks aside, measures the motion from the others and fills the frames without any "
-                   "(+1 to +4 dB at H.264's default quality, in about twice the time); 'keep' measures the "
+                   "(+1 to +5 dB at H.264's default quality, in about twice the time); 'keep' measures the "
                    "frames as decoded; 'auto' fills on such video where blocks were copied.")
 @click.option("--rolling-shutter", is_flag=True,
               help="Every row is a sample at its own time: sound above the frame rate (needs --line-delay).")

@@ -75,8 +75,8 @@ SOFT_FLOOR_DB = 6.0
 # frames of 128²: 7.2e7, 10 s against 1.2 s decoded alone on 2 cores).
 AUTO_SOFT_MAX_PIXEL_FRAMES = 5e8
 # copies="auto" measures inter-coded video block by block (copied blocks as missing) where at least this
-# share of the textured blocks' information was copied from an earlier frame (x264 at its default CRF 23:
-# 96 % at 0.05 px, 81 % at 0.3 px, 46 % at 1 px; CRF 10 at 0.05 px: 40 %).
+# share of the textured blocks' information was copied from an earlier frame (x264 at its default CRF 23,
+# 8-pixel blocks: 100 % at 0.05 px, 86 % at 0.3 px, 52 % at 1 px; CRF 10 at 0.05 px: 47 %).
 MIN_COPIED_SHARE = 0.02
 
 
@@ -159,8 +159,8 @@ class RecoverOptions:
         Video from a codec that predicts frames from others (H.264, HEVC...; ``"phase"``
         only). ``"fill"``: blocks the codec copied from an earlier frame are set aside as
         missing data, the others measured block by block, and frames without a fresh block
-        filled with the recovery's local spectrum (:mod:`visualmic.intercoded`): +0.8 to
-        +3.9 dB over 12 H.264 scenes (``benchmarks/copies.py``), the time about doubled.
+        filled with the recovery's local spectrum (:mod:`visualmic.intercoded`): +0.2 to
+        +4.6 dB over 13 H.264 scenes (``benchmarks/copies.py``), in about twice the time.
         ``"keep"``: the frames as decoded. ``"auto"``:
         ``"fill"`` on such lossy video where at least ``MIN_COPIED_SHARE`` of the textured
         blocks were copied.
