@@ -2,7 +2,7 @@
 
 Simulated scenes (128x128, 8-bit, 2 grey levels of camera noise, 2200 fps) through
 H.264 at its default quality (x264, CRF 23) and at CRF 18 and 10: a rigid surface moving
-0.15 to 1 px with a melody, two halves moving in opposition, a membrane on a still
+0.15 to 3 px with a melody, two halves moving in opposition, a membrane on a still
 background, the surface seen at 35 degrees, a 128² view of a larger surface,
 drift of 3 px under 100 Hz flicker, and speech. Each video is recovered with
 ``copies="keep"`` (the decoded frames measured as they are), with the default
@@ -48,7 +48,7 @@ def scenes(seconds: float, quick: bool) -> list[tuple[str, object, int | None]]:
     def rigid(px: float, seed: int = 51, **extra: object) -> object:
         return make_scene(sound, amplitude_px=px, seed=seed, **{**common, **extra})
 
-    rows = [(f"rigid {px:g} px", rigid(px), None) for px in (0.15, 0.3, 0.6, 1.0)]
+    rows = [(f"rigid {px:g} px", rigid(px), None) for px in (0.15, 0.3, 0.6, 1.0, 2.0, 3.0)]
     if quick:
         return rows[1:2]
     drifting = 0.3 * sound / np.abs(sound).max() + creep(sound.size, 3.0)

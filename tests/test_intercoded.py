@@ -61,10 +61,10 @@ def test_block_motion_is_measured_and_flicker_does_not_pass_for_it():
     grid, right = block_grid((64, 64)), np.array([0.0, 1.0])
     measured, info = block_displacements(frames, texture, right, grid=grid)
     assert info.shape == (64,) and np.all(info > 0)
-    # Central differences see fine texture's gradient short: a gain (1.19 here), which the combination fits.
+    # Spectral derivatives: no gain error (central differences read 1.19 here).
     average = measured.mean(axis=1)
     gain = average @ motion / (motion @ motion)
-    assert 1.0 < gain < 1.3 and np.abs(average - gain * motion).max() < 0.002
+    assert 0.97 < gain < 1.03 and np.abs(average - gain * motion).max() < 0.002
     # Light: no motion from a still surface under flicker (a plain fit of the gradient reads up to 0.6 px
     # in single blocks), and the moving one's motion scaled by it, not added to.
     still, _ = block_displacements(texture * flicker + 5, texture, right, grid=grid)
@@ -262,6 +262,18 @@ def test_a_drifting_flickering_surface_through_h264(tmp_path):
     snr = {c: snr_db(visualmic.recover(tmp_path / "v.mp4", fps=FPS, copies=c).native_audio, scene.displacement_px,
                      fps=FPS, band_hz=BAND, trim=100) for c in ("keep", "fill")}
     assert snr["fill"] > snr["keep"] + 0.5
+
+
+def test_large_motion_through_h264(tmp_path):
+    """2.5 px: each frame is measured against the still frame moved to where the pyramid's recovery puts
+    it, so the first order holds. Measured 21.3 dB kept, 23.5 filled (before the frames followed the
+    recovery, 2 and 3 px on 128² lost 1.5 and 7.8 dB filled)."""
+    scene = make_scene(melody(1.0, rate_hz=FPS, seed=4), amplitude_px=2.5, fps=FPS, size=(96, 96),
+                       camera=Camera(read_noise=2.0), seed=5)
+    write_video(tmp_path / "v.mp4", scene.frames(), fps=FPS, codec="h264")
+    snr = {c: snr_db(visualmic.recover(tmp_path / "v.mp4", fps=FPS, copies=c).native_audio, scene.displacement_px,
+                     fps=FPS, band_hz=BAND, trim=100) for c in ("keep", "fill")}
+    assert snr["fill"] > snr["keep"] + 1
 
 
 def test_lossless_video_is_measured_as_decoded(tmp_path):

@@ -879,7 +879,8 @@ def _measured_by_fresh_blocks(src: FrameSource, opts: RecoverOptions, roi: tuple
     before = np.zeros((0, *shape), np.float32)
     for first, frames in stream_frames(src, chunk_frames=chunk, roi=roi, downsample=opts.downsample, stop=count,
                                        progress=progress, description="blocks"):
-        displacement[first: first + len(frames)], copied[first: first + len(frames)] = meter(frames, before)
+        part = slice(first, first + len(frames))
+        displacement[part], copied[part] = meter(frames, before, guide_px[part])
         before = np.concatenate([before, frames])[-COPY_DEPTH:]
     information = meter.information
     share = float(copied.mean(axis=0) @ information / max(information.sum(), 1e-300))
