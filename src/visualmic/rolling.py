@@ -124,7 +124,7 @@ def _taper(n: int, width: float) -> np.ndarray:
     return np.sin(0.5 * np.pi * np.clip(distance / width, 0, 1)) ** 2
 
 
-def mirror_derivative(rows: np.ndarray) -> np.ndarray:
+def _mirror_derivative(rows: np.ndarray) -> np.ndarray:
     """d/dx of every row by FFT of the row followed by its mirror image (continuous at both ends)."""
     cols = rows.shape[-1]
     extended = np.concatenate([rows, rows[..., ::-1]], axis=-1)
@@ -173,7 +173,7 @@ class RowMotion:
         reference = np.asarray(reference, dtype=np.float64)
         rows, cols = reference.shape
         weight = _taper(cols, min(taper_px, cols / 4))
-        derivative = mirror_derivative(reference)
+        derivative = _mirror_derivative(reference)
         basis = np.stack([reference, derivative, np.ones_like(reference)], axis=1)  # (rows, 3, cols)
         normal = np.einsum("rix,x,rjx->rij", basis, weight, basis)
         scale = np.einsum("rii->r", normal)[:, None, None]
