@@ -49,7 +49,7 @@ COPY_DEPTH = 4  # frames back a block is compared with (x264 puts up to 3 B-fram
 # A frame is measured against the still frame moved to the guide's position rounded to this step: the first
 # order then errs by at most (step / 2)^2 times the texture's curvature (3 px of motion: 16 -> 24 dB).
 GUIDE_STEP_PX = 0.25
-MOVED_FRAMES_KEPT = 64  # moved still frames (and their projections) kept for reuse
+MOVED_FRAMES_BYTES = 256e6  # memory for the projections of moved still frames kept for reuse (8 to 256 of them)
 CALIBRATION_PX = 0.05  # shift by which a block's gain is calibrated
 FILL_WINDOW = 256  # frames over which the guide's spectrum is taken as steady
 FILL_ITERATIONS = 60  # conjugate-gradient steps per window (whitened: converges in a few dozen)
@@ -339,18 +339,21 @@ class BlockMeter:
         self._unit = np.asarray(unit_vector, np.float64)
         self._grid, self._block_px = grid, block_px
         self._projections: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._kept = int(np.clip(MOVED_FRAMES_BYTES / (4 * self._reference.size), 8, 256))
         self.information = self._projection((0, 0))[2]
 
     def _projection(self, step: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The projection of the still frame moved by ``step`` (rows, columns) times ``GUIDE_STEP_PX``."""
-        if step not in self._projections:
-            if len(self._projections) >= MOVED_FRAMES_KEPT:
-                self._projections.pop(next(iter(self._projections)))
-            shift = np.array(step, np.float64) * GUIDE_STEP_PX
-            shape = self._reference.shape
-            moved = self._reference if not any(step) else np.fft.irfft2(
-                shift_spectrum(self._spectrum, -shift, shape), s=shape)
-            self._projections[step] = _block_projection(moved, self._unit, self._grid, self._block_px)
+        if step in self._projections:  # least recently used last to go
+            self._projections[step] = self._projections.pop(step)
+            return self._projections[step]
+        if len(self._projections) >= self._kept:
+            self._projections.pop(next(iter(self._projections)))
+        shift = np.array(step, np.float64) * GUIDE_STEP_PX
+        shape = self._reference.shape
+        moved = self._reference if not any(step) else np.fft.irfft2(
+            shift_spectrum(self._spectrum, -shift, shape), s=shape)
+        self._projections[step] = _block_projection(moved, self._unit, self._grid, self._block_px)
         return self._projections[step]
 
     def __call__(self, frames: np.ndarray, previous: np.ndarray,
