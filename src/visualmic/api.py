@@ -941,9 +941,9 @@ def _codec_warnings(meta: Meta, repeated: int, count: int, *, copies_filled: boo
                                              if repeated > count / 2 else ""))
     if meta.lossy and copies_filled:
         warnings.append("the estimated SNR is how well each frame that kept blocks of its own is predicted from "
-                        "the others (the codec's errors included), a rough figure: on 13 H.264 scenes it was "
-                        "1.5-4.8 dB under the truth at the default quality (CRF 23; 4 dB over it on a drifting "
-                        "surface) and 3.5-9.4 dB over it at CRF 10-18, where the codec's errors carry over from "
+                        "the others (the codec's errors included), a rough figure: on 15 H.264 scenes it was "
+                        "1.6-5.0 dB under the truth at the default quality (CRF 23; 4.5 dB over it on a drifting "
+                        "surface) and 3.8-9.4 dB over it at CRF 10-18, where the codec's errors carry over from "
                         "frame to frame")
     elif meta.lossy:
         warnings.append("the estimated SNR counts camera noise only: a codec's errors are common to neighbouring "

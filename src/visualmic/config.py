@@ -160,7 +160,7 @@ class RecoverOptions:
         only). ``"fill"``: blocks the codec copied from an earlier frame are set aside as
         missing data, the others measured block by block, and frames without a fresh block
         filled with the recovery's local spectrum (:mod:`visualmic.intercoded`): +0.2 to
-        +4.6 dB over 13 H.264 scenes (``benchmarks/copies.py``), in about twice the time.
+        +4.6 dB over 15 H.264 scenes (``benchmarks/copies.py``), in about twice the time.
         ``"keep"``: the frames as decoded. ``"auto"``:
         ``"fill"`` on such lossy video where at least ``MIN_COPIED_SHARE`` of the textured
         blocks were copied.

@@ -20,7 +20,7 @@ estimate of a signal whose local spectrum is the guide's (:func:`fill_missing`),
 the guide itself counting as a second, noisier observation of every frame where
 that predicts better. The noise levels (the B-frames' apart, where the decoder
 tells them, and the guide's) are chosen by cross-validation. On the rigid scene
-of the quality benchmark: 2.8 -> 7.0 dB at 0.3 px, 14.0 -> 17.4 dB at 1 px
+of the quality benchmark: 2.8 -> 7.1 dB at 0.3 px, 14.0 -> 17.4 dB at 1 px
 (``benchmarks/copies.py`` has more scenes, up to 3 px).
 """
 
