@@ -881,7 +881,7 @@ def _measured_by_fresh_blocks(src: FrameSource, opts: RecoverOptions, roi: tuple
                                        progress=progress, description="blocks"):
         part = slice(first, first + len(frames))
         displacement[part], copied[part] = meter(frames, before, guide_px[part])
-        before = np.concatenate([before, frames])[-COPY_DEPTH:]
+        before = np.concatenate([before, frames[-COPY_DEPTH:]])[-COPY_DEPTH:]  # not the whole chunk again
     information = meter.information
     share = float(copied.mean(axis=0) @ information / max(information.sum(), 1e-300))
     if share == 0 or (opts.copies == "auto" and share < MIN_COPIED_SHARE):

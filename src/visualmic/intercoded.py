@@ -192,8 +192,7 @@ def copied_blocks(frames: np.ndarray, previous: np.ndarray, *, grid: tuple[slice
            [ True, False],
            [False,  True]])
     """
-    stacked = _blocks(np.concatenate([previous[len(previous) - COPY_DEPTH:] if len(previous) > COPY_DEPTH
-                                      else previous, frames]), grid, block_px)
+    stacked = _blocks(np.concatenate([previous[-COPY_DEPTH:], frames]), grid, block_px)
     depth = len(stacked) - len(frames)
     copied = np.zeros((len(frames), stacked.shape[1]), bool)
     for back in range(1, COPY_DEPTH + 1):
@@ -415,15 +414,16 @@ def fresh_block_average(displacement_px: np.ndarray, copied: np.ndarray, guide_p
     (False, True)
     """
     fresh = ~copied & (information > 0)
+    fresh_px = np.where(fresh, displacement_px, 0.0)
     masked_guide = np.where(fresh, guide_px[:, None], 0.0)
     guide_power = np.einsum("tb,tb->b", masked_guide, masked_guide)
-    gain = np.einsum("tb,tb->b", np.where(fresh, displacement_px, 0.0), masked_guide) / np.maximum(guide_power, 1e-300)
+    gain = np.einsum("tb,tb->b", fresh_px, masked_guide) / np.maximum(guide_power, 1e-300)
     residual = np.where(fresh, displacement_px - gain * guide_px[:, None], 0.0)
     count = fresh.sum(axis=0)
     variance = np.einsum("tb,tb->b", residual, residual) / np.maximum(count - 1, 1)
     usable = (count > 2) & (guide_power > 0) & (variance > 0)
     weight = np.where(usable, gain / np.where(usable, variance, 1.0), 0.0)
-    numerator = np.where(fresh, displacement_px, 0.0) @ weight
+    numerator = fresh_px @ weight
     denominator = fresh @ (weight * gain)
     observed = denominator > MIN_FRESH_SHARE * max(float(np.sum(weight * gain)), 1e-300)
     return np.where(observed, numerator / np.where(observed, denominator, 1.0), 0.0), observed
